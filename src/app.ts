@@ -1,0 +1,57 @@
+import express, { type Express, type Router } from "express";
+import type { Knex } from "knex";
+import type { TokenRegistry } from "./auth/tokens.js";
+import { isReady } from "./db/database.js";
+import { errorHandler, unknownPath } from "./http/problem.js";
+import { requestLog } from "./http/request-log.js";
+import type { Logger } from "./logger.js";
+import { healthRouter } from "./ops/health-router.js";
+import { routesRouter } from "./routes/router.js";
+import { RouteService } from "./routes/service.js";
+import type { Committer } from "./versioning/committer.js";
+import type { PropagationWatch } from "./versioning/propagation.js";
+import { workersRouter } from "./workers/router.js";
+import { WorkerService } from "./workers/service.js";
+
+export interface AppDeps {
+  knex: Knex;
+  committer: Committer;
+  tokens: TokenRegistry;
+  watch: PropagationWatch;
+  logger: Logger;
+  heartbeatIntervalS: number;
+  /** False while shutting down, so that load balancers stop sending first. */
+  accepting: () => boolean;
+  /** Extra routers (status, metrics, OpenAPI) mounted before the 404 fallback. */
+  extraRouters?: Router[];
+  observeRequest?: (method: string, route: string, status: number, seconds: number) => void;
+}
+
+/** The HTTP app, not listening: tests and several instances start it on port 0. */
+export function createApp(deps: AppDeps): Express {
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("etag", false);
+  app.set("query parser", "simple");
+  app.use(requestLog(deps.logger, deps.observeRequest));
+  app.use(healthRouter({ ready: async () => deps.accepting() && (await isReady(deps.knex)) }));
+  for (const router of deps.extraRouters ?? []) app.use(router);
+  app.use(
+    routesRouter({
+      routes: new RouteService(deps.knex, deps.committer),
+      tokens: deps.tokens,
+      watch: deps.watch,
+    }),
+  );
+  app.use(
+    workersRouter({
+      workers: new WorkerService(deps.knex, deps.committer),
+      tokens: deps.tokens,
+      watch: deps.watch,
+      heartbeatIntervalS: deps.heartbeatIntervalS,
+    }),
+  );
+  app.use(unknownPath);
+  app.use(errorHandler(deps.logger));
+  return app;
+}

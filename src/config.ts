@@ -1,0 +1,100 @@
+import Joi from "joi";
+import cron from "node-cron";
+
+/** Every setting of the coordinator, validated once at start-up. See README "Settings". */
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  readonly databaseUrl: string | undefined;
+  readonly dataDir: string;
+  readonly managerTokens: readonly string[] | undefined;
+  readonly registrationTokens: readonly string[] | undefined;
+  readonly adminTokens: readonly string[] | undefined;
+  readonly tokenSecret: string | undefined;
+  readonly publicStatus: boolean;
+  readonly heartbeatIntervalS: number;
+  readonly workerLostAfterS: number;
+  readonly workerForgetAfterS: number;
+  readonly reaperCron: string;
+  readonly changelogRetention: number;
+  readonly logLevel: string;
+}
+
+const tokenList = Joi.string()
+  .trim()
+  .pattern(/^[^\s,]{16,}(,[^\s,]{16,})*$/)
+  .message("must be a comma-separated list of tokens of at least 16 characters, without spaces");
+
+const schema = Joi.object({
+  PORT: Joi.number().integer().min(0).max(65535).default(6030),
+  HOST: Joi.string().trim().min(1).default("0.0.0.0"),
+  DATABASE_URL: Joi.string()
+    .trim()
+    .pattern(/^postgres(ql)?:\/\//)
+    .message("must be a postgres:// or postgresql:// URL"),
+  DATA_DIR: Joi.string().trim().min(1).default("./data"),
+  MANAGER_TOKENS: tokenList,
+  REGISTRATION_TOKENS: tokenList,
+  ADMIN_TOKENS: tokenList,
+  TOKEN_SECRET: Joi.string().min(32).message("must be at least 32 characters"),
+  PUBLIC_STATUS: Joi.boolean().truthy("1").falsy("0").default(false),
+  HEARTBEAT_INTERVAL_S: Joi.number().integer().min(1).max(3600).default(10),
+  WORKER_LOST_AFTER_S: Joi.number().integer().min(1).default(30),
+  WORKER_FORGET_AFTER_S: Joi.number().integer().min(1).default(86400),
+  REAPER_CRON: Joi.string()
+    .default("*/5 * * * * *")
+    .custom((value: string, helpers) => {
+      if (!cron.validate(value))
+        return helpers.message({ custom: "is not a valid cron expression" });
+      return value;
+    }),
+  CHANGELOG_RETENTION: Joi.number().integer().min(1).default(100000),
+  LOG_LEVEL: Joi.string()
+    .valid("error", "warn", "info", "http", "verbose", "debug", "silly")
+    .default("info"),
+}).unknown(true);
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(problems.join("\n"));
+    this.name = "ConfigError";
+  }
+}
+
+function splitTokens(raw: string | undefined): string[] | undefined {
+  return raw === undefined ? undefined : raw.split(",").map((t) => t.trim());
+}
+
+/** Validates the environment; throws ConfigError listing every bad setting. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const present = Object.fromEntries(
+    Object.entries(env).filter(([, v]) => v !== undefined && v !== ""),
+  );
+  const { error, value } = schema.validate(present, { abortEarly: false, convert: true });
+  if (error) {
+    throw new ConfigError(
+      error.details.map((d) => {
+        const name = String(d.path[0] ?? d.context?.key ?? "setting");
+        return `invalid setting ${name}: ${d.message.replace(/^"[^"]*" /, "")}`;
+      }),
+    );
+  }
+  const v = value as Record<string, unknown>;
+  return Object.freeze({
+    port: v.PORT as number,
+    host: v.HOST as string,
+    databaseUrl: v.DATABASE_URL as string | undefined,
+    dataDir: v.DATA_DIR as string,
+    managerTokens: splitTokens(v.MANAGER_TOKENS as string | undefined),
+    registrationTokens: splitTokens(v.REGISTRATION_TOKENS as string | undefined),
+    adminTokens: splitTokens(v.ADMIN_TOKENS as string | undefined),
+    tokenSecret: v.TOKEN_SECRET as string | undefined,
+    publicStatus: v.PUBLIC_STATUS as boolean,
+    heartbeatIntervalS: v.HEARTBEAT_INTERVAL_S as number,
+    workerLostAfterS: v.WORKER_LOST_AFTER_S as number,
+    workerForgetAfterS: v.WORKER_FORGET_AFTER_S as number,
+    reaperCron: v.REAPER_CRON as string,
+    changelogRetention: v.CHANGELOG_RETENTION as number,
+    logLevel: v.LOG_LEVEL as string,
+  });
+}

@@ -1,0 +1,87 @@
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { PGlite } from "@electric-sql/pglite";
+import knexFactory, { type Knex } from "knex";
+import ClientPgLite from "knex-pglite";
+import pg from "pg";
+import { latestMigration, migrationSource } from "./migration-source.js";
+
+// bigint columns (versions) fit comfortably in a JS number; counts come back as numbers too.
+pg.types.setTypeParser(pg.types.builtins.INT8, (v: string) => Number(v));
+
+export type DatabaseKind = "postgres" | "embedded";
+
+/** The open database: knex for queries, plus what LISTEN needs on each kind. */
+export interface Database {
+  readonly knex: Knex;
+  readonly kind: DatabaseKind;
+  readonly url: string | undefined;
+  readonly pglite: PGlite | undefined;
+  close(): Promise<void>;
+}
+
+export interface OpenOptions {
+  url?: string | undefined;
+  /** Directory of the embedded database; ignored with `url`. */
+  dataDir?: string | undefined;
+  /** An already open PGlite instance (tests share a migrated template this way). */
+  pglite?: PGlite;
+  poolMax?: number;
+}
+
+export async function openDatabase(options: OpenOptions): Promise<Database> {
+  if (options.url) {
+    const knex = knexFactory({
+      client: "pg",
+      connection: { connectionString: options.url, application_name: "appproxy-coordinator" },
+      pool: { min: 0, max: options.poolMax ?? 10 },
+      acquireConnectionTimeout: 10_000,
+    });
+    let closed: Promise<void> | undefined;
+    return {
+      knex,
+      kind: "postgres",
+      url: options.url,
+      pglite: undefined,
+      close: () => (closed ??= knex.destroy()),
+    };
+  }
+  let pglite = options.pglite;
+  if (!pglite) {
+    const dir = path.resolve(options.dataDir ?? "./data", "pgdata");
+    mkdirSync(path.dirname(dir), { recursive: true });
+    pglite = await PGlite.create(dir);
+  }
+  const instance = pglite;
+  const knex = knexFactory({
+    client: ClientPgLite as unknown as typeof Knex.Client,
+    dialect: "postgres",
+    connection: () => ({ pglite: instance }) as object,
+  });
+  let closed: Promise<void> | undefined;
+  return {
+    knex,
+    kind: "embedded",
+    url: undefined,
+    pglite: instance,
+    close: () =>
+      (closed ??= (async () => {
+        await knex.destroy();
+        if (!instance.closed) await instance.close();
+      })()),
+  };
+}
+
+export async function migrateToLatest(knex: Knex): Promise<void> {
+  await knex.migrate.latest({ migrationSource });
+}
+
+/** True when the database answers and every migration has been applied. */
+export async function isReady(knex: Knex): Promise<boolean> {
+  try {
+    const rows = await knex("knex_migrations").where({ name: latestMigration }).count("* as n");
+    return Number(rows[0]?.n ?? 0) > 0;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,19 @@
+import type { Knex } from "knex";
+import * as initial from "../../migrations/20261127000000_initial.js";
+
+interface Migration {
+  up(knex: Knex): Promise<void>;
+  down(knex: Knex): Promise<void>;
+}
+
+// A static list: knex's directory loader cannot import .ts under plain Node or vitest, and the
+// names recorded in knex_migrations must not depend on whether the code was compiled.
+const migrations: ReadonlyArray<[string, Migration]> = [["20261127000000_initial", initial]];
+
+export const migrationSource: Knex.MigrationSource<[string, Migration]> = {
+  getMigrations: () => Promise.resolve([...migrations]),
+  getMigrationName: ([name]) => name,
+  getMigration: ([, migration]) => Promise.resolve(migration),
+};
+
+export const latestMigration = migrations[migrations.length - 1]![0];

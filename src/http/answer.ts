@@ -1,0 +1,38 @@
+import type { Response } from "express";
+import type { PropagationQuery } from "../shared/schema-parts.js";
+import type { Committed } from "../versioning/change.js";
+import type { PropagationWatch } from "../versioning/propagation.js";
+
+export const DEFAULT_WAIT_MS = 5000;
+
+/**
+ * Answers a mutation: sets X-Routing-Version and, with `wait=applied`, holds the answer until
+ * every worker the change touched acknowledged it, or answers 202 with X-Propagation: pending.
+ */
+export async function answerMutation(
+  res: Response,
+  watch: PropagationWatch,
+  committed: Committed<unknown>,
+  query: PropagationQuery,
+  status: number,
+  body?: unknown,
+): Promise<void> {
+  res.setHeader("X-Routing-Version", String(committed.version));
+  let finalStatus = status;
+  if (query.wait === "applied" && committed.workerIds.length > 0) {
+    const applied = await watch.waitApplied(
+      committed.version,
+      committed.workerIds,
+      query.timeout_ms ?? DEFAULT_WAIT_MS,
+    );
+    if (!applied) {
+      res.setHeader("X-Propagation", "pending");
+      finalStatus = 202;
+    } else res.setHeader("X-Propagation", "applied");
+  }
+  if (body === undefined) {
+    res.status(finalStatus === 202 ? 202 : status).end();
+    return;
+  }
+  res.status(finalStatus).json(body);
+}

@@ -1,0 +1,83 @@
+import type { ErrorRequestHandler, RequestHandler, Response } from "express";
+import {
+  AppError,
+  badRequest,
+  isAppError,
+  notFound,
+  payloadTooLarge,
+  unsupportedMediaType,
+} from "../errors.js";
+import type { Logger } from "../logger.js";
+import { translateDatabaseError } from "../db/pg-errors.js";
+
+/** Writes an AppError as RFC 9457 problem+json. */
+export function sendProblem(res: Response, error: AppError): void {
+  for (const [name, value] of Object.entries(error.extra.headers ?? {})) res.setHeader(name, value);
+  res
+    .status(error.status)
+    .type("application/problem+json")
+    .send(
+      JSON.stringify({
+        type: `urn:appproxy:problem:${error.code}`,
+        title: error.title,
+        status: error.status,
+        detail: error.message,
+        ...(error.extra.errors ? { errors: error.extra.errors } : {}),
+        ...(error.extra.details ?? {}),
+      }),
+    );
+}
+
+export const unknownPath: RequestHandler = (req) => {
+  throw notFound(`No such path: ${req.method} ${req.path}`);
+};
+
+interface BodyParserError {
+  type?: unknown;
+  status?: unknown;
+}
+
+function fromBodyParser(error: unknown): AppError | undefined {
+  if (typeof error !== "object" || error === null) return undefined;
+  const { type } = error as BodyParserError;
+  if (type === "entity.too.large") return payloadTooLarge("The body is larger than 1 MiB.");
+  if (type === "entity.parse.failed") return badRequest("The body is not valid JSON.");
+  if (type === "encoding.unsupported" || type === "charset.unsupported") {
+    return unsupportedMediaType("The body's encoding or charset is not supported.");
+  }
+  if (type === "request.aborted") return badRequest("The request was aborted.");
+  if (typeof type === "string") return badRequest("The body could not be read.");
+  return undefined;
+}
+
+/** The one place errors become answers: known ones as problems, anything else as a bare 500. */
+export function errorHandler(logger: Logger): ErrorRequestHandler {
+  return (error: unknown, req, res, next) => {
+    if (res.headersSent) return next(error);
+    const known = fromBodyParser(error) ?? translateDatabaseError(error);
+    if (isAppError(known)) {
+      if (known.status >= 500) {
+        logger.warn("request failed", { request_id: res.locals.requestId, detail: known.message });
+      }
+      return sendProblem(res, known);
+    }
+    logger.error("unhandled error", {
+      request_id: res.locals.requestId,
+      method: req.method,
+      path: req.path,
+      error:
+        error instanceof Error
+          ? { name: error.name, message: error.message, stack: error.stack }
+          : String(error),
+    });
+    sendProblem(
+      res,
+      new AppError(
+        500,
+        "internal",
+        "Internal Server Error",
+        "Something went wrong; it was logged.",
+      ),
+    );
+  };
+}

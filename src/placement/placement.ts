@@ -1,0 +1,95 @@
+import type { Protocol, RouteMode, WorkerRow, WorkerStatus } from "../workers/model.js";
+import { ELIGIBLE_STATUSES } from "../workers/model.js";
+
+/** A worker as placement sees it: its rules, its load and how many ports it has left. */
+export interface Candidate extends Pick<
+  WorkerRow,
+  | "id"
+  | "name"
+  | "frontend_mode"
+  | "port_lo"
+  | "port_hi"
+  | "wildcard_domain"
+  | "protocols"
+  | "modes"
+  | "labels"
+  | "dedicated"
+  | "capacity"
+  | "route_count"
+> {
+  status: WorkerStatus;
+  /** Free ports known to be left (at least as many as the request needs); ignored in wildcard mode. */
+  free_ports: number;
+}
+
+/** What a route asks of the worker that serves it. */
+export interface Demand {
+  protocol: Protocol;
+  mode: RouteMode;
+  worker_selector: Record<string, string>;
+}
+
+/** Why `worker` can never serve `demand` (room aside), or undefined when it can. */
+export function servingRejection(worker: Candidate, demand: Demand): string | undefined {
+  if (!ELIGIBLE_STATUSES.includes(worker.status)) {
+    return `worker ${worker.name} is ${worker.status}, not eligible for new routes`;
+  }
+  if (!worker.protocols.includes(demand.protocol)) {
+    return `worker ${worker.name} does not serve protocol ${demand.protocol}`;
+  }
+  if (!worker.modes.includes(demand.mode)) {
+    return `worker ${worker.name} does not serve mode ${demand.mode}`;
+  }
+  const selector = Object.entries(demand.worker_selector);
+  for (const [key, value] of selector) {
+    if (worker.labels[key] !== value) {
+      return `worker ${worker.name} lacks label ${key}=${value} of the worker_selector`;
+    }
+  }
+  if (worker.dedicated && selector.length === 0) {
+    return `worker ${worker.name} is dedicated and takes only routes with a worker_selector`;
+  }
+  return undefined;
+}
+
+/** True while the worker has room for one more route. */
+export function hasRoom(worker: Candidate): boolean {
+  if (worker.capacity !== null && worker.route_count >= worker.capacity) return false;
+  return worker.frontend_mode === "wildcard" || worker.free_ports > 0;
+}
+
+export const canTake = (worker: Candidate, demand: Demand): boolean =>
+  servingRejection(worker, demand) === undefined && hasRoom(worker);
+
+/** True when a port-mode worker's range contains `port`. */
+export const portInRange = (worker: Candidate, port: number): boolean =>
+  worker.frontend_mode === "port" &&
+  worker.port_lo !== null &&
+  worker.port_hi !== null &&
+  port >= worker.port_lo &&
+  port <= worker.port_hi;
+
+/** The least loaded candidate that passes `accept`; ties go to the name, for stable answers. */
+export function leastLoaded<C extends Candidate>(
+  candidates: Iterable<C>,
+  accept: (c: C) => boolean,
+): C | undefined {
+  let best: C | undefined;
+  for (const c of candidates) {
+    if (!accept(c)) continue;
+    if (
+      !best ||
+      c.route_count < best.route_count ||
+      (c.route_count === best.route_count && c.name < best.name)
+    ) {
+      best = c;
+    }
+  }
+  return best;
+}
+
+/** Counts one more route on `worker` after placing it there. */
+export function occupy(worker: Candidate, usesPort: boolean): void {
+  worker.route_count += 1;
+  if (usesPort) worker.free_ports -= 1;
+}

@@ -1,0 +1,208 @@
+import type { Knex } from "knex";
+import type { ListRoutesQuery } from "./schema.js";
+import type { RouteRow, UrlWorker } from "./model.js";
+
+type Db = Knex | Knex.Transaction;
+
+/** A route row with the worker columns its URL is built from. */
+export type RouteWithWorker = RouteRow & { w: UrlWorker };
+
+const WORKER_COLUMNS = [
+  "w.advertised_host as w_advertised_host",
+  "w.frontend_mode as w_frontend_mode",
+  "w.tls as w_tls",
+  "w.wildcard_domain as w_wildcard_domain",
+  "w.wildcard_traffic_port as w_wildcard_traffic_port",
+];
+
+function splitWorker(row: Record<string, unknown>): RouteWithWorker {
+  const {
+    w_advertised_host,
+    w_frontend_mode,
+    w_tls,
+    w_wildcard_domain,
+    w_wildcard_traffic_port,
+    ...route
+  } = row;
+  return {
+    ...(route as unknown as RouteRow),
+    w: {
+      advertised_host: w_advertised_host as string,
+      frontend_mode: w_frontend_mode as UrlWorker["frontend_mode"],
+      tls: w_tls as boolean,
+      wildcard_domain: w_wildcard_domain as string | null,
+      wildcard_traffic_port: w_wildcard_traffic_port as number | null,
+    },
+  };
+}
+
+function withWorker(db: Db) {
+  return db("routes as r")
+    .join("workers as w", "w.id", "r.worker_id")
+    .select("r.*", ...WORKER_COLUMNS);
+}
+
+export async function findRoute(db: Db, id: string): Promise<RouteWithWorker | undefined> {
+  const row = (await withWorker(db).where("r.id", id).first()) as
+    Record<string, unknown> | undefined;
+  return row ? splitWorker(row) : undefined;
+}
+
+export async function findRoutesByIds(db: Db, ids: string[]): Promise<RouteWithWorker[]> {
+  if (ids.length === 0) return [];
+  const rows = (await withWorker(db).whereIn("r.id", ids)) as Record<string, unknown>[];
+  return rows.map(splitWorker);
+}
+
+export async function findRoutesOfWorker(db: Db, workerId: string): Promise<RouteRow[]> {
+  return (await db("routes").where({ worker_id: workerId }).orderBy("id")) as RouteRow[];
+}
+
+export async function findRoutesOfSession(db: Db, sessionId: string): Promise<RouteRow[]> {
+  return (await db("routes").where({ session_id: sessionId })) as RouteRow[];
+}
+
+/** One page of routes in id order, after `afterId`. */
+export async function listRoutes(
+  db: Db,
+  q: ListRoutesQuery,
+  labels: Array<[string, string]>,
+  afterId: string | undefined,
+): Promise<RouteWithWorker[]> {
+  const query = withWorker(db)
+    .orderBy("r.id")
+    .limit(q.limit + 1);
+  const equal: Array<keyof ListRoutesQuery> = [
+    "session_id",
+    "endpoint_id",
+    "worker_id",
+    "app",
+    "mode",
+    "user_id",
+    "project_id",
+  ];
+  for (const key of equal) {
+    const value = q[key];
+    if (value !== undefined) void query.where(`r.${key}`, value as string);
+  }
+  if (labels.length > 0) {
+    void query.whereRaw("r.labels @> ?::jsonb", [JSON.stringify(Object.fromEntries(labels))]);
+  }
+  if (q.inactive_since) {
+    void query.whereRaw("COALESCE(r.last_activity_at, r.created_at) < ?", [q.inactive_since]);
+  }
+  if (afterId) void query.where("r.id", ">", afterId);
+  const rows = (await query) as Record<string, unknown>[];
+  return rows.map(splitWorker);
+}
+
+export async function insertRoutes(tx: Knex.Transaction, rows: RouteRow[]): Promise<void> {
+  const encoded = rows.map((r) => ({
+    ...r,
+    upstreams: JSON.stringify(r.upstreams),
+    health_check: r.health_check === null ? null : JSON.stringify(r.health_check),
+    worker_selector: JSON.stringify(r.worker_selector),
+    allowed_client_ips: JSON.stringify(r.allowed_client_ips),
+    labels: JSON.stringify(r.labels),
+  }));
+  for (let i = 0; i < encoded.length; i += 500) {
+    await tx("routes").insert(encoded.slice(i, i + 500));
+  }
+}
+
+const JSON_COLUMNS = new Set([
+  "upstreams",
+  "health_check",
+  "worker_selector",
+  "allowed_client_ips",
+  "labels",
+]);
+
+export async function updateRoute(
+  tx: Knex.Transaction,
+  id: string,
+  changes: Partial<RouteRow>,
+): Promise<void> {
+  const encoded: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(changes)) {
+    encoded[key] = JSON_COLUMNS.has(key) && value !== null ? JSON.stringify(value) : value;
+  }
+  await tx("routes").where({ id }).update(encoded);
+}
+
+export async function deleteRoutes(tx: Knex.Transaction, ids: string[]): Promise<void> {
+  for (let i = 0; i < ids.length; i += 1000) {
+    await tx("routes")
+      .whereIn("id", ids.slice(i, i + 1000))
+      .delete();
+  }
+}
+
+/** Books `port` on the worker; false when it is not free (taken, or outside the range). */
+export async function takePort(
+  tx: Knex.Transaction,
+  workerId: string,
+  port: number,
+): Promise<boolean> {
+  const n = await tx("free_ports").where({ worker_id: workerId, port }).delete();
+  return n > 0;
+}
+
+/** Books the `count` lowest free ports of the worker, lowest first. */
+export async function takeLowestPorts(
+  tx: Knex.Transaction,
+  workerId: string,
+  count: number,
+): Promise<number[]> {
+  const result = await tx.raw<{ rows: Array<{ port: number }> }>(
+    `DELETE FROM free_ports WHERE worker_id = ? AND port IN (
+       SELECT port FROM free_ports WHERE worker_id = ? ORDER BY port LIMIT ?)
+     RETURNING port`,
+    [workerId, workerId, count],
+  );
+  return result.rows.map((r) => r.port).sort((a, b) => a - b);
+}
+
+/** Returns ports to their worker's free list. */
+export async function releasePorts(
+  tx: Knex.Transaction,
+  workerId: string,
+  ports: number[],
+): Promise<void> {
+  if (ports.length === 0) return;
+  await tx("free_ports")
+    .insert(ports.map((port) => ({ worker_id: workerId, port })))
+    .onConflict(["worker_id", "port"])
+    .ignore();
+}
+
+/** Of `pairs` (worker, port), those that are free now, as "worker:port" keys. */
+export async function freePortsAmong(
+  db: Db,
+  workerIds: string[],
+  ports: number[],
+): Promise<Set<string>> {
+  if (workerIds.length === 0 || ports.length === 0) return new Set();
+  const rows = (await db("free_ports")
+    .whereIn("worker_id", workerIds)
+    .whereIn("port", [...new Set(ports)])
+    .select("worker_id", "port")) as Array<{ worker_id: string; port: number }>;
+  return new Set(rows.map((r) => `${r.worker_id}:${r.port}`));
+}
+
+/** Of the given subdomains, those already taken on `domains`, as "domain/subdomain" keys. */
+export async function takenSubdomains(
+  db: Db,
+  domains: string[],
+  subdomains: string[],
+): Promise<Set<string>> {
+  if (domains.length === 0 || subdomains.length === 0) return new Set();
+  const rows = (await db("routes")
+    .whereIn("wildcard_domain", [...new Set(domains)])
+    .whereIn("subdomain", [...new Set(subdomains)])
+    .select("wildcard_domain", "subdomain")) as Array<{
+    wildcard_domain: string;
+    subdomain: string;
+  }>;
+  return new Set(rows.map((r) => `${r.wildcard_domain}/${r.subdomain}`));
+}

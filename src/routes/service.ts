@@ -1,0 +1,145 @@
+import type { Knex } from "knex";
+import { badRequest, notFound, preconditionFailed, validationFailed } from "../errors.js";
+import type { Committed } from "../versioning/change.js";
+import type { Committer } from "../versioning/committer.js";
+import { adjustRouteCounts } from "../workers/repository.js";
+import { createRoutes, type CreateOutcome } from "./create.js";
+import { presentRoute, type RouteRow, type RouteView } from "./model.js";
+import {
+  deleteRoutes,
+  findRoute,
+  findRoutesOfSession,
+  listRoutes,
+  releasePorts,
+  updateRoute,
+} from "./repository.js";
+import type { ListRoutesQuery, RouteInput, RoutePatch } from "./schema.js";
+
+/** `If-Match` as sent, or undefined. Accepts `*`, a list, and weak tags. */
+export type IfMatch = string | undefined;
+
+function checkIfMatch(ifMatch: IfMatch, version: number): void {
+  if (ifMatch === undefined) return;
+  const tags = ifMatch.split(",").map((t) => t.trim().replace(/^W\//, ""));
+  if (tags.includes("*") || tags.includes(`"${version}"`)) return;
+  throw preconditionFailed(`If-Match does not match the route's ETag "${version}".`);
+}
+
+export interface RoutePage {
+  items: RouteView[];
+  next_cursor: string | null;
+}
+
+const encodeCursor = (id: string) => Buffer.from(id, "utf8").toString("base64url");
+function decodeCursor(cursor: string): string {
+  const id = Buffer.from(cursor, "base64url").toString("utf8");
+  if (!/^[0-9a-f-]{36}$/.test(id)) {
+    throw validationFailed([{ path: "cursor", message: "is not a cursor this service gave out" }]);
+  }
+  return id;
+}
+
+/** The rules for routes; every write goes through the committer and so takes a version. */
+export class RouteService {
+  constructor(
+    private readonly knex: Knex,
+    private readonly committer: Committer,
+  ) {}
+
+  create(inputs: RouteInput[], batch: boolean): Promise<Committed<CreateOutcome>> {
+    const seen = new Map<string, number>();
+    inputs.forEach((input, i) => {
+      if (!input.id) return;
+      const first = seen.get(input.id);
+      if (first !== undefined) {
+        throw validationFailed([
+          { path: `routes.${i}.id`, message: `repeats the id of routes.${first}` },
+        ]);
+      }
+      seen.set(input.id, i);
+    });
+    return this.committer.submit(batch ? "routes.batch" : "routes.create", (ctx) =>
+      createRoutes(ctx, inputs, batch),
+    );
+  }
+
+  async get(id: string): Promise<RouteView> {
+    const row = await findRoute(this.knex, id);
+    if (!row) throw notFound(`Route ${id} does not exist.`);
+    return presentRoute(row, row.w);
+  }
+
+  async list(query: ListRoutesQuery): Promise<RoutePage> {
+    const labels = [query.label ?? []].flat().map((l): [string, string] => {
+      const i = l.indexOf(":");
+      return [l.slice(0, i), l.slice(i + 1)];
+    });
+    const after = query.cursor ? decodeCursor(query.cursor) : undefined;
+    const rows = await listRoutes(this.knex, query, labels, after);
+    const page = rows.slice(0, query.limit);
+    return {
+      items: page.map((r) => presentRoute(r, r.w)),
+      next_cursor: rows.length > query.limit ? encodeCursor(page[page.length - 1]!.id) : null,
+    };
+  }
+
+  patch(id: string, patch: RoutePatch, ifMatch: IfMatch): Promise<Committed<RouteView>> {
+    return this.committer.submit("routes.patch", async (ctx) => {
+      const current = await findRoute(ctx.tx, id);
+      if (!current) throw notFound(`Route ${id} does not exist.`);
+      checkIfMatch(ifMatch, Number(current.version));
+      const changes: Partial<RouteRow> = {};
+      for (const [key, value] of Object.entries(patch) as Array<[keyof RoutePatch, unknown]>) {
+        const before =
+          current[key] instanceof Date ? (current[key] as Date).toISOString() : current[key];
+        const after = value instanceof Date ? value.toISOString() : value;
+        if (JSON.stringify(before) !== JSON.stringify(after)) {
+          (changes as Record<string, unknown>)[key] = value;
+        }
+      }
+      if (Object.keys(changes).length === 0) return presentRoute(current, current.w);
+      Object.assign(changes, { version: ctx.version, updated_at: ctx.now });
+      await updateRoute(ctx.tx, id, changes);
+      const view = presentRoute({ ...current, ...changes } as RouteRow, current.w);
+      ctx.record({ workerId: current.worker_id, routeId: id, op: "upsert", route: view });
+      return view;
+    });
+  }
+
+  remove(id: string, ifMatch: IfMatch): Promise<Committed<void>> {
+    return this.committer.submit("routes.delete", async (ctx) => {
+      const current = await findRoute(ctx.tx, id);
+      if (!current) throw notFound(`Route ${id} does not exist.`);
+      checkIfMatch(ifMatch, Number(current.version));
+      await this.deleteRows(ctx.tx, [current]);
+      ctx.record({ workerId: current.worker_id, routeId: id, op: "delete" });
+    });
+  }
+
+  removeSession(sessionId: string): Promise<Committed<{ deleted: number }>> {
+    if (!sessionId) throw badRequest("DELETE /routes needs a session_id filter.");
+    return this.committer.submit("routes.delete_session", async (ctx) => {
+      const rows = await findRoutesOfSession(ctx.tx, sessionId);
+      await this.deleteRows(ctx.tx, rows);
+      for (const r of rows) ctx.record({ workerId: r.worker_id, routeId: r.id, op: "delete" });
+      return { deleted: rows.length };
+    });
+  }
+
+  /** Deletes routes and gives their ports and counts back to their workers. */
+  private async deleteRows(tx: Knex.Transaction, rows: RouteRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    await deleteRoutes(
+      tx,
+      rows.map((r) => r.id),
+    );
+    const ports = new Map<string, number[]>();
+    const counts = new Map<string, number>();
+    for (const r of rows) {
+      counts.set(r.worker_id, (counts.get(r.worker_id) ?? 0) - 1);
+      if (r.port !== null) ports.set(r.worker_id, [...(ports.get(r.worker_id) ?? []), r.port]);
+    }
+    for (const [workerId, list] of ports) await releasePorts(tx, workerId, list);
+    await adjustRouteCounts(tx, counts);
+  }
+}

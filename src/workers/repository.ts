@@ -1,0 +1,150 @@
+import type { Knex } from "knex";
+import { ELIGIBLE_STATUSES, type WorkerRow, type WorkerStatus } from "./model.js";
+import type { Registration } from "./schema.js";
+
+type Db = Knex | Knex.Transaction;
+
+/** A worker row with up to the asked number of its free ports counted, for placement. */
+export type CandidateRow = WorkerRow & { free_ports: number };
+
+export async function findWorker(db: Db, id: string): Promise<WorkerRow | undefined> {
+  return (await db("workers").where({ id }).first()) as WorkerRow | undefined;
+}
+
+export async function findWorkerByName(db: Db, name: string): Promise<WorkerRow | undefined> {
+  return (await db("workers").where({ name }).first()) as WorkerRow | undefined;
+}
+
+export async function listWorkers(db: Db, status?: WorkerStatus): Promise<WorkerRow[]> {
+  const q = db("workers").orderBy("name");
+  if (status) void q.where({ status });
+  return (await q) as WorkerRow[];
+}
+
+export async function findWorkersByIds(db: Db, ids: string[]): Promise<WorkerRow[]> {
+  if (ids.length === 0) return [];
+  return (await db("workers").whereIn("id", ids)) as WorkerRow[];
+}
+
+/**
+ * Candidates for new routes, with up to `needPorts` of their free ports counted (counting stops
+ * there, so the cost does not grow with the size of a worker's range).
+ */
+export async function loadCandidates(
+  db: Db,
+  needPorts: number,
+  ids?: string[],
+): Promise<CandidateRow[]> {
+  const q = db("workers as w")
+    .select(
+      "w.*",
+      db.raw(
+        "(SELECT count(*) FROM (SELECT 1 FROM free_ports f WHERE f.worker_id = w.id LIMIT ?) s)::int AS free_ports",
+        [needPorts],
+      ),
+    )
+    .orderBy("w.name");
+  if (ids) void q.whereIn("w.id", ids);
+  else void q.whereIn("w.status", ELIGIBLE_STATUSES as WorkerStatus[]);
+  const rows = (await q) as CandidateRow[];
+  return rows.map((r) => ({ ...r, free_ports: Number(r.free_ports) }));
+}
+
+function registrationColumns(r: Registration) {
+  return {
+    advertised_host: r.advertised_host,
+    frontend_mode: r.frontend_mode,
+    port_lo: r.port_range?.[0] ?? null,
+    port_hi: r.port_range?.[1] ?? null,
+    wildcard_domain: r.wildcard_domain,
+    wildcard_traffic_port: r.wildcard_traffic_port,
+    protocols: r.protocols,
+    modes: r.modes,
+    tls: r.tls,
+    capacity: r.capacity,
+    labels: JSON.stringify(r.labels),
+    dedicated: r.dedicated,
+  };
+}
+
+export async function insertWorker(
+  tx: Knex.Transaction,
+  id: string,
+  r: Registration,
+  now: Date,
+): Promise<WorkerRow> {
+  const [row] = (await tx("workers")
+    .insert({
+      id,
+      name: r.name,
+      ...registrationColumns(r),
+      status: "registered",
+      liveness_since: now,
+      registered_at: now,
+      updated_at: now,
+    })
+    .returning("*")) as WorkerRow[];
+  return row!;
+}
+
+export async function updateRegistration(
+  tx: Knex.Transaction,
+  id: string,
+  r: Registration,
+  status: WorkerStatus,
+  now: Date,
+): Promise<WorkerRow> {
+  const [row] = (await tx("workers")
+    .where({ id })
+    .update({
+      ...registrationColumns(r),
+      status,
+      lost_at: status === "lost" ? undefined : null,
+      liveness_since: now,
+      updated_at: now,
+    })
+    .returning("*")) as WorkerRow[];
+  return row!;
+}
+
+/** Makes every port of the range free again (the worker holds no routes when this runs). */
+export async function resetFreePorts(
+  tx: Knex.Transaction,
+  workerId: string,
+  range: [number, number] | null,
+): Promise<void> {
+  await tx("free_ports").where({ worker_id: workerId }).delete();
+  if (!range) return;
+  await tx.raw(
+    "INSERT INTO free_ports (worker_id, port) SELECT ?, generate_series(?::int, ?::int)",
+    [workerId, range[0], range[1]],
+  );
+}
+
+export async function setStatus(
+  tx: Knex.Transaction,
+  id: string,
+  status: WorkerStatus,
+  now: Date,
+): Promise<WorkerRow> {
+  const [row] = (await tx("workers")
+    .where({ id })
+    .update({ status, updated_at: now, lost_at: status === "lost" ? now : null })
+    .returning("*")) as WorkerRow[];
+  return row!;
+}
+
+export async function deleteWorker(tx: Knex.Transaction, id: string): Promise<void> {
+  await tx("workers").where({ id }).delete();
+}
+
+/** Applies route-count deltas, one statement per worker touched. */
+export async function adjustRouteCounts(
+  tx: Knex.Transaction,
+  deltas: Map<string, number>,
+): Promise<void> {
+  for (const [id, delta] of deltas) {
+    if (delta === 0) continue;
+    await tx("workers").where({ id }).increment("route_count", delta);
+  }
+}

@@ -1,0 +1,104 @@
+import { Router, type Request } from "express";
+import type { TokenRegistry } from "../auth/tokens.js";
+import { notFound } from "../errors.js";
+import { answerMutation } from "../http/answer.js";
+import { requireRole } from "../http/auth.js";
+import { jsonBody } from "../http/body.js";
+import { validate } from "../http/validate.js";
+import type { PropagationQuery } from "../shared/schema-parts.js";
+import type { PropagationWatch } from "../versioning/propagation.js";
+import type { WorkerStatus } from "./model.js";
+import {
+  deleteWorkerQuerySchema,
+  drainQuerySchema,
+  listWorkersQuerySchema,
+  mutationQuerySchema,
+  registerSchema,
+  type Registration,
+} from "./schema.js";
+import type { WorkerService } from "./service.js";
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function workerId(raw: string): string {
+  if (!UUID.test(raw)) throw notFound(`Worker ${raw} does not exist.`);
+  return raw.toLowerCase();
+}
+
+/** Where this coordinator's stream is reached, as the caller reached its HTTP. */
+function streamUrl(req: Request, id: string): string {
+  const scheme = req.protocol === "https" ? "wss" : "ws";
+  return `${scheme}://${req.get("host") ?? "localhost"}/workers/${id}/stream`;
+}
+
+/** HTTP for /workers. */
+export function workersRouter(deps: {
+  workers: WorkerService;
+  tokens: TokenRegistry;
+  watch: PropagationWatch;
+  heartbeatIntervalS: number;
+}): Router {
+  const { workers, tokens, watch } = deps;
+  const operators = requireRole(tokens, "manager", "admin");
+  const router = Router();
+
+  router.post(
+    "/workers/register",
+    requireRole(tokens, "registration"),
+    jsonBody(),
+    async (req, res) => {
+      validate(mutationQuerySchema, req.query, "query");
+      const registration = validate<Registration>(registerSchema.required(), req.body);
+      const registered = await workers.register(registration);
+      res.setHeader("X-Routing-Version", String(registered.version));
+      res.status(registered.created ? 201 : 200).json({
+        worker: registered.worker,
+        token: tokens.workerToken(registered.worker.id),
+        stream_url: streamUrl(req, registered.worker.id),
+        heartbeat_interval_s: deps.heartbeatIntervalS,
+        version: registered.version,
+        routes: registered.routes,
+      });
+    },
+  );
+
+  router.get("/workers", operators, async (req, res) => {
+    const query = validate<{ status?: WorkerStatus }>(listWorkersQuerySchema, req.query, "query");
+    res.json({ items: await workers.list(query.status) });
+  });
+
+  router.get("/workers/:id", operators, async (req, res) => {
+    res.json(await workers.get(workerId(req.params.id as string)));
+  });
+
+  router.post("/workers/:id/drain", operators, async (req, res) => {
+    const id = workerId(req.params.id as string);
+    const query = validate<{ migrate?: boolean } & PropagationQuery>(
+      drainQuerySchema,
+      req.query,
+      "query",
+    );
+    const committed = await workers.drain(id, query.migrate === true);
+    await answerMutation(res, watch, committed, query, 200, committed.result);
+  });
+
+  router.post("/workers/:id/undrain", operators, async (req, res) => {
+    const id = workerId(req.params.id as string);
+    const query = validate<PropagationQuery>(mutationQuerySchema, req.query, "query");
+    const committed = await workers.undrain(id);
+    await answerMutation(res, watch, committed, query, 200, committed.result);
+  });
+
+  router.delete("/workers/:id", operators, async (req, res) => {
+    const id = workerId(req.params.id as string);
+    const query = validate<{ force?: boolean } & PropagationQuery>(
+      deleteWorkerQuerySchema,
+      req.query,
+      "query",
+    );
+    const committed = await workers.remove(id, query.force === true);
+    await answerMutation(res, watch, committed, query, 204);
+  });
+
+  return router;
+}

@@ -1,0 +1,141 @@
+import { randomUUID } from "node:crypto";
+import type { Knex } from "knex";
+import { conflict, notFound } from "../errors.js";
+import { presentRoute, type RouteView } from "../routes/model.js";
+import { findRoutesOfWorker } from "../routes/repository.js";
+import { relocateRoutes } from "../placement/relocate.js";
+import type { Committed } from "../versioning/change.js";
+import type { Committer } from "../versioning/committer.js";
+import { presentWorker, type WorkerRow, type WorkerStatus, type WorkerView } from "./model.js";
+import {
+  deleteWorker,
+  findWorker,
+  findWorkerByName,
+  insertWorker,
+  listWorkers,
+  resetFreePorts,
+  setStatus,
+  updateRegistration,
+} from "./repository.js";
+import type { Registration } from "./schema.js";
+
+export interface Registered {
+  worker: WorkerView;
+  created: boolean;
+  version: number;
+  routes: RouteView[];
+}
+
+function addressChanged(w: WorkerRow, r: Registration): boolean {
+  return (
+    w.frontend_mode !== r.frontend_mode ||
+    (w.port_lo ?? null) !== (r.port_range?.[0] ?? null) ||
+    (w.port_hi ?? null) !== (r.port_range?.[1] ?? null) ||
+    (w.wildcard_domain ?? null) !== r.wildcard_domain
+  );
+}
+
+/** The status a worker returns to when it comes back or is undrained. */
+function activeStatus(w: WorkerRow): WorkerStatus {
+  return w.connected_instance !== null ? "alive" : "registered";
+}
+
+/** The rules for workers: registration, drain, removal. */
+export class WorkerService {
+  constructor(
+    private readonly knex: Knex,
+    private readonly committer: Committer,
+  ) {}
+
+  /**
+   * Registers a worker, or the same worker again by name. Runs under the committer's lock so
+   * that it sees a consistent route count and its table at an exact version.
+   */
+  async register(r: Registration): Promise<Registered> {
+    const { result } = await this.committer.submit("workers.register", async (ctx) => {
+      const { tx, now } = ctx;
+      const known = await findWorkerByName(tx, r.name);
+      let row: WorkerRow;
+      if (!known) {
+        row = await insertWorker(tx, randomUUID(), r, now);
+        await resetFreePorts(tx, row.id, r.port_range);
+      } else {
+        const moved = addressChanged(known, r);
+        if (moved && known.route_count > 0) {
+          throw conflict(
+            `Worker ${r.name} still holds ${known.route_count} routes: its frontend_mode, port_range and wildcard_domain cannot change until they are gone.`,
+          );
+        }
+        const status: WorkerStatus = known.status === "draining" ? "draining" : activeStatus(known);
+        row = await updateRegistration(tx, known.id, r, status, now);
+        if (moved) await resetFreePorts(tx, row.id, r.port_range);
+      }
+      const head = await tx("routing_state").where({ id: 1 }).first("version");
+      const routes = await findRoutesOfWorker(tx, row.id);
+      return {
+        worker: presentWorker(row),
+        created: !known,
+        version: Number(head.version),
+        routes: routes.map((route) => presentRoute(route, row)),
+      };
+    });
+    return result;
+  }
+
+  async list(status?: WorkerStatus): Promise<WorkerView[]> {
+    return (await listWorkers(this.knex, status)).map(presentWorker);
+  }
+
+  async get(id: string): Promise<WorkerView> {
+    const row = await findWorker(this.knex, id);
+    if (!row) throw notFound(`Worker ${id} does not exist.`);
+    return presentWorker(row);
+  }
+
+  /** Stops new placements on the worker; with `migrate`, moves its routes away in one version. */
+  drain(id: string, migrate: boolean): Promise<Committed<WorkerView>> {
+    return this.committer.submit("workers.drain", async (ctx) => {
+      const worker = await findWorker(ctx.tx, id);
+      if (!worker) throw notFound(`Worker ${id} does not exist.`);
+      const row = await setStatus(ctx.tx, id, "draining", ctx.now);
+      if (migrate) {
+        await relocateRoutes(ctx, row, await findRoutesOfWorker(ctx.tx, id));
+        return presentWorker((await findWorker(ctx.tx, id))!);
+      }
+      return presentWorker(row);
+    });
+  }
+
+  undrain(id: string): Promise<Committed<WorkerView>> {
+    return this.committer.submit("workers.undrain", async (ctx) => {
+      const worker = await findWorker(ctx.tx, id);
+      if (!worker) throw notFound(`Worker ${id} does not exist.`);
+      if (worker.status !== "draining") return presentWorker(worker);
+      return presentWorker(await setStatus(ctx.tx, id, activeStatus(worker), ctx.now));
+    });
+  }
+
+  /**
+   * Removes the worker, moving its routes to other eligible workers in the same version. Routes
+   * with nowhere to go make it a 409 that changes nothing, unless `force` deletes them.
+   */
+  remove(id: string, force: boolean): Promise<Committed<void>> {
+    return this.committer.submit("workers.delete", async (ctx) => {
+      const worker = await findWorker(ctx.tx, id);
+      if (!worker) throw notFound(`Worker ${id} does not exist.`);
+      const routes = await findRoutesOfWorker(ctx.tx, id);
+      if (!force) {
+        const plan = await relocateRoutes(ctx, worker, routes, { apply: false });
+        if (plan.stranded.length > 0) {
+          throw conflict(
+            `${plan.stranded.length} routes of worker ${worker.name} have nowhere to go; retry with force=true to delete them.`,
+            undefined,
+            { routes: plan.stranded },
+          );
+        }
+      }
+      await relocateRoutes(ctx, worker, routes, { deleteStranded: true });
+      await deleteWorker(ctx.tx, id);
+    });
+  }
+}
