@@ -7,6 +7,11 @@ import type { Secrets } from "./auth/secrets.js";
 import type { Config } from "./config.js";
 import { migrateToLatest, openDatabase, type Database } from "./db/database.js";
 import type { Logger } from "./logger.js";
+import { Channel } from "./db/channels.js";
+import { NotificationListener } from "./db/notifications.js";
+import { Hub } from "./sync/hub.js";
+import { PresenceWriter } from "./sync/presence.js";
+import { attachStreamEndpoint } from "./sync/stream-endpoint.js";
 import { Committer } from "./versioning/committer.js";
 import { PropagationWatch } from "./versioning/propagation.js";
 
@@ -24,6 +29,7 @@ export interface Coordinator {
   readonly port: number;
   readonly database: Database;
   readonly tokens: TokenRegistry;
+  readonly hub: Hub;
   /** Stops in order: not ready, jobs, streams, HTTP (finishing requests), database. Idempotent. */
   stop(): Promise<void>;
 }
@@ -54,6 +60,32 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
   );
   const committer = new Committer(database.knex);
   const watch = new PropagationWatch(database.knex);
+  const presence = new PresenceWriter(database.knex, instanceId, logger);
+  const hub = new Hub(
+    database.knex,
+    instanceId,
+    config.heartbeatIntervalS,
+    presence,
+    watch,
+    logger,
+  );
+  await hub.start();
+  committer.onCommit((version) => hub.committedLocally(version));
+  const listener = new NotificationListener(
+    database,
+    [Channel.Routing, Channel.Streams, Channel.WorkerRemoved],
+    (channel, payload) => {
+      if (channel === Channel.Routing) hub.wake();
+      else if (channel === Channel.WorkerRemoved) hub.removed(payload);
+      else if (channel === Channel.Streams) {
+        const [workerId, otherInstance, at] = payload.split(" ");
+        if (workerId && otherInstance) hub.replacedElsewhere(workerId, otherInstance, Number(at));
+      }
+    },
+    () => hub.wake(),
+    logger,
+  );
+  await listener.start();
   let accepting = true;
   const app = createApp({
     knex: database.knex,
@@ -65,6 +97,19 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
     accepting: () => accepting,
   });
   const server = http.createServer(app);
+  const wss = attachStreamEndpoint({
+    server,
+    hub,
+    tokens,
+    knex: database.knex,
+    logger,
+    accepting: () => accepting,
+  });
+  const heartbeat = setInterval(() => {
+    hub.heartbeat();
+    void presence.flush();
+  }, config.heartbeatIntervalS * 1000);
+  heartbeat.unref();
   server.headersTimeout = 30_000;
   server.requestTimeout = 60_000;
   await new Promise<void>((resolve, reject) => {
@@ -87,6 +132,10 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
   const stop = () =>
     (stopping ??= (async () => {
       accepting = false;
+      clearInterval(heartbeat);
+      await hub.stop();
+      wss.close();
+      await listener.stop();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
         force.unref();
@@ -100,5 +149,5 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
       logger.info("coordinator stopped", { instance_id: instanceId });
     })());
 
-  return { instanceId, url: `http://${host}:${port}`, port, database, tokens, stop };
+  return { instanceId, url: `http://${host}:${port}`, port, database, tokens, hub, stop };
 }

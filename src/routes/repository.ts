@@ -144,8 +144,13 @@ export async function takePort(
   workerId: string,
   port: number,
 ): Promise<boolean> {
-  const n = await tx("free_ports").where({ worker_id: workerId, port }).delete();
-  return n > 0;
+  // RETURNING, not the affected count: on PGlite (knex-pglite) `.delete()` answers the raw
+  // result object instead of a number, which made every asked-for port look taken.
+  const rows = (await tx("free_ports")
+    .where({ worker_id: workerId, port })
+    .delete()
+    .returning("port")) as Array<{ port: number }>;
+  return rows.length > 0;
 }
 
 /** Books the `count` lowest free ports of the worker, lowest first. */

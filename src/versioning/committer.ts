@@ -1,8 +1,8 @@
 import type { Knex } from "knex";
+import { Channel } from "../db/channels.js";
 import { isConnectionError, translateDatabaseError } from "../db/pg-errors.js";
 import type { ChangeContext, ChangeEntry, Committed } from "./change.js";
 
-export const ROUTING_CHANNEL = "appproxy_routing";
 const MAX_GROUP = 128;
 const ENTRY_CHUNK = 1000;
 
@@ -116,7 +116,7 @@ export class Committer {
           await tx("change_entries").insert(rows.slice(i, i + ENTRY_CHUNK));
         }
         await tx("routing_state").where({ id: 1 }).update({ version: head });
-        await tx.raw("SELECT pg_notify(?, ?)", [ROUTING_CHANNEL, String(head)]);
+        await tx.raw("SELECT pg_notify(?, ?)", [Channel.Routing, String(head)]);
       });
     } catch (error) {
       const translated = translateDatabaseError(error);

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Knex } from "knex";
+import { Channel } from "../db/channels.js";
 import { conflict, notFound } from "../errors.js";
 import { presentRoute, type RouteView } from "../routes/model.js";
 import { findRoutesOfWorker } from "../routes/repository.js";
@@ -136,6 +137,8 @@ export class WorkerService {
       }
       await relocateRoutes(ctx, worker, routes, { deleteStranded: true });
       await deleteWorker(ctx.tx, id);
+      // Delivered at commit: every instance closes the removed worker's stream.
+      await ctx.tx.raw("SELECT pg_notify(?, ?)", [Channel.WorkerRemoved, id]);
     });
   }
 }

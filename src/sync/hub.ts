@@ -1,0 +1,290 @@
+import type { Knex } from "knex";
+import type { Logger } from "../logger.js";
+import type { PropagationWatch } from "../versioning/propagation.js";
+import { readEntries, readHead, readWorkerView, type LoggedEntry } from "./changelog.js";
+import { CloseCode, FrameError } from "./close-codes.js";
+import { STREAM_PROTOCOL, type InboundFrame } from "./frames.js";
+import type { PresenceWriter } from "./presence.js";
+import type { WorkerSession } from "./session.js";
+
+/** Workers untouched by a change learn the new version within this long (an empty diff). */
+const EMPTY_ADVANCE_MS = 200;
+/** The change log's head is re-read this often even without a notification. */
+const SAFETY_POLL_MS = 1000;
+
+export interface HubEvents {
+  frameSent?(type: string): void;
+  acknowledged?(workerId: string, version: number, committedAt: number | undefined): void;
+  activity?(workerId: string, routes: Record<string, string>): void;
+}
+
+/**
+ * Keeps every connected worker's table equal to the coordinator's. The change log is the truth:
+ * a wake-up (a local commit, a NOTIFY from another instance, or the safety timer) makes the hub
+ * read the versions it has not seen yet, once, and turn them into one diff per affected worker.
+ * All work runs one task at a time, so frames to a worker are always contiguous.
+ */
+export class Hub {
+  private readonly sessions = new Map<string, WorkerSession>();
+  /** Every version up to this one has been turned into frames. */
+  private processed = -1;
+  private queue: Promise<void> = Promise.resolve();
+  private pumpQueued = false;
+  private readonly lagging = new Set<WorkerSession>();
+  private advanceTimer: NodeJS.Timeout | undefined;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private readonly commitTimes = new Map<number, number>();
+  private stopped = false;
+
+  constructor(
+    private readonly knex: Knex,
+    private readonly instanceId: string,
+    private readonly heartbeatIntervalS: number,
+    private readonly presence: PresenceWriter,
+    private readonly watch: PropagationWatch,
+    private readonly logger: Logger,
+    private readonly events: HubEvents = {},
+  ) {}
+
+  async start(): Promise<void> {
+    this.processed = (await readHead(this.knex)).version;
+    this.pollTimer = setInterval(() => this.wake(), SAFETY_POLL_MS);
+    this.pollTimer.unref();
+  }
+
+  get connectedCount(): number {
+    return this.sessions.size;
+  }
+
+  isConnected(workerId: string): boolean {
+    return this.sessions.has(workerId);
+  }
+
+  /** Remembers when a version committed here, for the propagation histogram. */
+  committedLocally(version: number): void {
+    this.commitTimes.set(version, Date.now());
+    if (this.commitTimes.size > 10_000) {
+      const oldest = this.commitTimes.keys().next().value as number;
+      this.commitTimes.delete(oldest);
+    }
+    this.wake();
+  }
+
+  /** Something may have committed: read the log's head soon (coalesced). */
+  wake(): void {
+    if (this.pumpQueued || this.stopped) return;
+    this.pumpQueued = true;
+    this.enqueue(async () => {
+      this.pumpQueued = false;
+      await this.pump();
+    });
+  }
+
+  private enqueue(task: () => Promise<void>): Promise<void> {
+    const run = this.queue.then(task).catch((error: unknown) => {
+      this.logger.error("hub task failed", { error: String(error) });
+    });
+    this.queue = run;
+    return run;
+  }
+
+  /** Reads versions after `processed` once and sends each affected worker one diff. */
+  private async pump(): Promise<void> {
+    const { version: head } = await readHead(this.knex);
+    if (head <= this.processed) return;
+    const from = this.processed;
+    const entries = this.sessions.size > 0 ? await readEntries(this.knex, from, head) : [];
+    this.processed = head;
+    const byWorker = new Map<string, LoggedEntry[]>();
+    for (const e of entries) {
+      const list = byWorker.get(e.worker_id);
+      if (list) list.push(e);
+      else byWorker.set(e.worker_id, [e]);
+    }
+    for (const session of this.sessions.values()) {
+      if (!session.ready || session.version >= head) continue;
+      const mine = byWorker.get(session.workerId);
+      if (mine && mine.some((e) => e.version > session.version)) {
+        this.sendDiff(session, head, mine);
+      } else {
+        this.lagging.add(session);
+      }
+    }
+    if (this.lagging.size > 0) {
+      this.advanceTimer ??= setTimeout(() => {
+        this.advanceTimer = undefined;
+        void this.enqueue(async () => this.advanceLagging());
+      }, EMPTY_ADVANCE_MS);
+    }
+  }
+
+  private sendDiff(session: WorkerSession, to: number, entries: LoggedEntry[]): void {
+    this.lagging.delete(session);
+    const frame = session.diff(to, entries);
+    if (session.send(JSON.stringify(frame))) this.events.frameSent?.("diff");
+  }
+
+  /** Brings workers no change touched up to the processed version with an empty diff. */
+  private advanceLagging(): void {
+    for (const session of this.lagging) {
+      if (!session.closed && session.ready && session.version < this.processed) {
+        this.sendDiff(session, this.processed, []);
+      }
+    }
+    this.lagging.clear();
+  }
+
+  /**
+   * Takes a new stream: replaces an older one of the same worker (4000), says hello, then sends
+   * a diff from `since` where the log holds every later version, else a snapshot.
+   */
+  attach(session: WorkerSession, since: number | undefined): Promise<void> {
+    const previous = this.sessions.get(session.workerId);
+    if (previous) {
+      this.lagging.delete(previous);
+      previous.close(CloseCode.Replaced, "replaced by a newer stream");
+    }
+    this.sessions.set(session.workerId, session);
+    session.sendFrame({
+      type: "hello",
+      protocol: STREAM_PROTOCOL,
+      instance_id: this.instanceId,
+      heartbeat_interval_s: this.heartbeatIntervalS,
+    });
+    this.events.frameSent?.("hello");
+    void this.presence.connected(session.workerId, session.connectedAt).catch((error: unknown) => {
+      this.logger.warn("could not record stream start", { error: String(error) });
+    });
+    return this.enqueue(() => this.sendInitial(session, since));
+  }
+
+  private async sendInitial(session: WorkerSession, since: number | undefined): Promise<void> {
+    if (session.closed) return;
+    const view = await readWorkerView(this.knex, session.workerId, since);
+    if (!view.exists) {
+      session.closeWith(CloseCode.WorkerRemoved, FrameError.WorkerRemoved, "worker was removed");
+      return;
+    }
+    if (view.entries && since !== undefined) {
+      const frame = session.resume(since, view.head, view.entries, view.table);
+      if (session.send(JSON.stringify(frame))) this.events.frameSent?.("diff");
+    } else {
+      if (session.send(JSON.stringify(session.snapshot(view.head, view.table)))) {
+        this.events.frameSent?.("snapshot");
+      }
+    }
+    if (view.head < this.processed) this.lagging.add(session);
+    else if (view.head > this.processed) this.wake();
+  }
+
+  /** Acts on one validated frame from a worker. */
+  async receive(session: WorkerSession, frame: InboundFrame): Promise<void> {
+    session.lastSeen = Date.now();
+    switch (frame.type) {
+      case "ack": {
+        if (!session.digestMatches(frame.version, frame.digest)) {
+          await this.enqueue(() => this.resync(session));
+          return;
+        }
+        session.forgetBefore(frame.version);
+        this.presence.acknowledged(session.workerId, frame.version);
+        this.watch.acknowledged(session.workerId, frame.version);
+        this.events.acknowledged?.(
+          session.workerId,
+          frame.version,
+          this.commitTimes.get(frame.version),
+        );
+        return;
+      }
+      case "nack":
+        await this.presence.nacked(session.workerId, {
+          version: frame.version,
+          error: frame.error,
+          at: new Date().toISOString(),
+        });
+        return;
+      case "resync":
+        await this.enqueue(() => this.resync(session));
+        return;
+      case "activity":
+        this.events.activity?.(session.workerId, frame.routes);
+        return;
+    }
+  }
+
+  private async resync(session: WorkerSession): Promise<void> {
+    if (session.closed) return;
+    const view = await readWorkerView(this.knex, session.workerId, undefined);
+    if (!view.exists) {
+      session.closeWith(CloseCode.WorkerRemoved, FrameError.WorkerRemoved, "worker was removed");
+      return;
+    }
+    this.lagging.delete(session);
+    if (session.send(JSON.stringify(session.snapshot(view.head, view.table)))) {
+      this.events.frameSent?.("snapshot");
+    }
+    if (view.head < this.processed) this.lagging.add(session);
+  }
+
+  /** The stream closed: forget it and start the worker's liveness clock. */
+  detach(session: WorkerSession): void {
+    session.closed = true;
+    this.lagging.delete(session);
+    if (this.sessions.get(session.workerId) !== session) return;
+    this.sessions.delete(session.workerId);
+    void this.presence.disconnected(session.workerId, new Date()).catch((error: unknown) => {
+      this.logger.warn("could not record stream end", { error: String(error) });
+    });
+  }
+
+  /** Another instance took this worker's stream: close ours with 4000. */
+  replacedElsewhere(workerId: string, instanceId: string, atMs: number): void {
+    if (instanceId === this.instanceId) return;
+    const session = this.sessions.get(workerId);
+    if (session && session.connectedAt.getTime() <= atMs) {
+      session.close(CloseCode.Replaced, "replaced by a stream on another instance");
+    }
+  }
+
+  /** The worker was removed: close its stream. */
+  removed(workerId: string): void {
+    this.sessions
+      .get(workerId)
+      ?.closeWith(CloseCode.WorkerRemoved, FrameError.WorkerRemoved, "worker was removed");
+  }
+
+  /** Pings every stream; terminates one that missed two pongs in a row. */
+  heartbeat(): void {
+    for (const session of this.sessions.values()) {
+      if (session.missedPongs >= 2) {
+        session.socket.terminate();
+        continue;
+      }
+      session.missedPongs += 1;
+      session.socket.ping();
+    }
+  }
+
+  pong(session: WorkerSession): void {
+    session.missedPongs = 0;
+    session.lastSeen = Date.now();
+    this.presence.sighted(session.workerId);
+  }
+
+  /** Closes every stream with "going away" and stops the timers. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    if (this.advanceTimer) clearTimeout(this.advanceTimer);
+    for (const session of this.sessions.values()) {
+      session.close(CloseCode.GoingAway, "coordinator shutting down");
+    }
+    await this.queue;
+    const ids = [...this.sessions.keys()];
+    this.sessions.clear();
+    await Promise.all(
+      ids.map((id) => this.presence.disconnected(id, new Date()).catch(() => undefined)),
+    );
+    await this.presence.stop();
+  }
+}

@@ -1,0 +1,137 @@
+import type { WebSocket } from "ws";
+import type { RouteView } from "../routes/model.js";
+import { CloseCode, FrameError, MAX_BUFFERED_BYTES } from "./close-codes.js";
+import { workerDigest } from "./digest.js";
+import type { LoggedEntry } from "./changelog.js";
+import type { DiffFrame, OutboundFrame, SnapshotFrame } from "./frames.js";
+
+/** How many unacknowledged frames' digests a session remembers to check acks against. */
+const REMEMBERED_DIGESTS = 64;
+
+/**
+ * One worker's open stream and what the coordinator has sent down it: the worker's table as of
+ * `version` (route id → route version), from which each frame's digest is computed.
+ */
+export class WorkerSession {
+  /** The version of the last frame sent: what the worker holds once it applied everything. */
+  version = -1;
+  /** False until the first snapshot or diff went out; changes wait until then. */
+  ready = false;
+  readonly table = new Map<string, number>();
+  private readonly digests = new Map<number, string>();
+  lastSeen = Date.now();
+  missedPongs = 0;
+  closed = false;
+
+  constructor(
+    readonly workerId: string,
+    readonly socket: WebSocket,
+    readonly connectedAt: Date,
+  ) {}
+
+  snapshot(version: number, routes: RouteView[]): SnapshotFrame {
+    this.table.clear();
+    for (const r of routes) this.table.set(r.id, r.version);
+    return {
+      type: "snapshot",
+      version,
+      routes,
+      digest: this.advance(version),
+    };
+  }
+
+  /**
+   * The diff that takes this worker from its version to `to`, given the log entries in between
+   * for this worker (in version order; the last entry per route wins).
+   */
+  diff(to: number, entries: Iterable<LoggedEntry>): DiffFrame {
+    const { upserts, deletes } = lastChanges(entries, this.version);
+    for (const r of upserts) this.table.set(r.id, r.version);
+    for (const id of deletes) this.table.delete(id);
+    const from = this.version;
+    return { type: "diff", from, to, upserts, deletes, digest: this.advance(to) };
+  }
+
+  /**
+   * The first diff of a resumed stream: the changes after `since`, and the worker's whole table
+   * at `to` as read from the database in the same snapshot, which the digest is computed from.
+   */
+  resume(since: number, to: number, entries: LoggedEntry[], table: RouteView[]): DiffFrame {
+    const { upserts, deletes } = lastChanges(entries, since);
+    this.table.clear();
+    for (const r of table) this.table.set(r.id, r.version);
+    return { type: "diff", from: since, to, upserts, deletes, digest: this.advance(to) };
+  }
+
+  private advance(version: number): string {
+    this.version = version;
+    this.ready = true;
+    const digest = workerDigest(this.table);
+    this.digests.set(version, digest);
+    if (this.digests.size > REMEMBERED_DIGESTS) {
+      const oldest = this.digests.keys().next().value as number;
+      this.digests.delete(oldest);
+    }
+    return digest;
+  }
+
+  /** True when `digest` is what the worker's table should hash to at `version`. */
+  digestMatches(version: number, digest: string): boolean {
+    return this.digests.get(version) === digest;
+  }
+
+  /** Acknowledged versions below this one no longer need their digests. */
+  forgetBefore(version: number): void {
+    for (const v of this.digests.keys()) if (v < version) this.digests.delete(v);
+  }
+
+  /**
+   * Sends an encoded frame. A worker that cannot keep up is closed (4008) rather than
+   * buffered without bound; it resumes with `since` or gets a snapshot when it returns.
+   */
+  send(encoded: string): boolean {
+    if (this.closed || this.socket.readyState !== this.socket.OPEN) return false;
+    this.socket.send(encoded);
+    if (this.socket.bufferedAmount > MAX_BUFFERED_BYTES) {
+      this.closeWith(CloseCode.TooSlow, FrameError.TooSlow, "unsent data passed 8 MiB");
+      return false;
+    }
+    return true;
+  }
+
+  sendFrame(frame: OutboundFrame): boolean {
+    return this.send(JSON.stringify(frame));
+  }
+
+  /** Sends an error frame, then closes with `code`. */
+  closeWith(code: number, errorCode: string, message: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.socket.readyState === this.socket.OPEN) {
+      this.socket.send(JSON.stringify({ type: "error", code: errorCode, message }));
+      this.socket.close(code, message.slice(0, 120));
+    }
+  }
+
+  close(code: number, reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.socket.close(code, reason);
+  }
+}
+
+/** The last change per route among entries after `after`. */
+function lastChanges(
+  entries: Iterable<LoggedEntry>,
+  after: number,
+): { upserts: RouteView[]; deletes: string[] } {
+  const last = new Map<string, LoggedEntry>();
+  for (const e of entries) if (e.version > after) last.set(e.route_id, e);
+  const upserts: RouteView[] = [];
+  const deletes: string[] = [];
+  for (const e of last.values()) {
+    if (e.op === "upsert" && e.route) upserts.push(e.route);
+    else deletes.push(e.route_id);
+  }
+  return { upserts, deletes };
+}
