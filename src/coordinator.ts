@@ -2,13 +2,18 @@ import { randomUUID } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { createApp } from "./app.js";
-import { TokenRegistry } from "./auth/tokens.js";
 import type { Secrets } from "./auth/secrets.js";
+import { TokenRegistry } from "./auth/tokens.js";
 import type { Config } from "./config.js";
-import { migrateToLatest, openDatabase, type Database } from "./db/database.js";
-import type { Logger } from "./logger.js";
 import { Channel } from "./db/channels.js";
+import { migrateToLatest, openDatabase, type Database } from "./db/database.js";
 import { NotificationListener } from "./db/notifications.js";
+import { ActivityRecorder } from "./liveness/activity.js";
+import { Reaper } from "./liveness/reaper.js";
+import { ReaperScheduler } from "./liveness/scheduler.js";
+import type { Logger } from "./logger.js";
+import { Metrics } from "./ops/metrics.js";
+import { opsRouter } from "./ops/ops-router.js";
 import { Hub } from "./sync/hub.js";
 import { PresenceWriter } from "./sync/presence.js";
 import { attachStreamEndpoint } from "./sync/stream-endpoint.js";
@@ -30,6 +35,7 @@ export interface Coordinator {
   readonly database: Database;
   readonly tokens: TokenRegistry;
   readonly hub: Hub;
+  readonly reaper: ReaperScheduler;
   /** Stops in order: not ready, jobs, streams, HTTP (finishing requests), database. Idempotent. */
   stop(): Promise<void>;
 }
@@ -40,6 +46,7 @@ const SHUTDOWN_GRACE_MS = 10_000;
 export async function startCoordinator(options: CoordinatorOptions): Promise<Coordinator> {
   const { config, secrets, logger } = options;
   const instanceId = randomUUID();
+  const startedAt = new Date();
   const ownsDatabase = !options.database;
   const database =
     options.database ?? (await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir }));
@@ -49,6 +56,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
     if (ownsDatabase) await database.close();
     throw error;
   }
+  const { knex } = database;
 
   const tokens = new TokenRegistry(
     {
@@ -58,17 +66,18 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
     },
     secrets.tokenSecret,
   );
-  const committer = new Committer(database.knex);
-  const watch = new PropagationWatch(database.knex);
-  const presence = new PresenceWriter(database.knex, instanceId, logger);
-  const hub = new Hub(
-    database.knex,
-    instanceId,
-    config.heartbeatIntervalS,
-    presence,
-    watch,
-    logger,
-  );
+  const metrics = new Metrics(knex);
+  const committer = new Committer(knex);
+  const watch = new PropagationWatch(knex);
+  const presence = new PresenceWriter(knex, instanceId, logger);
+  const activity = new ActivityRecorder(knex, logger);
+  const hub = new Hub(knex, instanceId, config.heartbeatIntervalS, presence, watch, logger, {
+    frameSent: (type) => metrics.streamFrames.inc({ direction: "out", type }),
+    acknowledged: (_workerId, _version, committedAt) => {
+      if (committedAt !== undefined) metrics.propagation.observe((Date.now() - committedAt) / 1000);
+    },
+    activity: (workerId, routes) => activity.report(workerId, routes),
+  });
   await hub.start();
   committer.onCommit((version) => hub.committedLocally(version));
   const listener = new NotificationListener(
@@ -86,32 +95,73 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
     logger,
   );
   await listener.start();
+
+  const reaper = new ReaperScheduler(
+    new Reaper(
+      knex,
+      database.kind,
+      committer,
+      {
+        workerLostAfterS: config.workerLostAfterS,
+        workerForgetAfterS: config.workerForgetAfterS,
+        heartbeatIntervalS: config.heartbeatIntervalS,
+        changelogRetention: config.changelogRetention,
+        startedAt,
+      },
+      logger,
+    ),
+    config.reaperCron,
+    logger,
+    (outcome, run) => {
+      metrics.reaperRuns.inc({ outcome });
+      if (run?.failedOver) metrics.failovers.inc(run.failedOver);
+    },
+  );
+
   let accepting = true;
   const app = createApp({
-    knex: database.knex,
+    knex,
     committer,
     tokens,
     watch,
     logger,
     heartbeatIntervalS: config.heartbeatIntervalS,
     accepting: () => accepting,
+    extraRouters: [
+      opsRouter({
+        knex,
+        tokens,
+        metrics,
+        instanceId,
+        startedAt,
+        database: database.kind,
+        publicStatus: config.publicStatus,
+      }),
+    ],
+    observeRequest: (method, route, status, seconds) =>
+      metrics.httpDuration.observe({ method, route, status: String(status) }, seconds),
   });
   const server = http.createServer(app);
+  server.headersTimeout = 30_000;
+  server.requestTimeout = 60_000;
   const wss = attachStreamEndpoint({
     server,
     hub,
     tokens,
-    knex: database.knex,
+    knex,
     logger,
     accepting: () => accepting,
+    events: {
+      frameReceived: (type) => metrics.streamFrames.inc({ direction: "in", type }),
+      disconnected: (code) => metrics.streamDisconnects.inc({ code: String(code) }),
+    },
   });
   const heartbeat = setInterval(() => {
     hub.heartbeat();
     void presence.flush();
   }, config.heartbeatIntervalS * 1000);
   heartbeat.unref();
-  server.headersTimeout = 30_000;
-  server.requestTimeout = 60_000;
+
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(config.port, config.host, () => {
@@ -119,6 +169,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
       resolve();
     });
   });
+  reaper.start();
   const port = (server.address() as AddressInfo).port;
   const host = config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host;
   logger.info("coordinator listening", {
@@ -133,6 +184,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
     (stopping ??= (async () => {
       accepting = false;
       clearInterval(heartbeat);
+      await reaper.stop();
       await hub.stop();
       wss.close();
       await listener.stop();
@@ -145,9 +197,19 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
         });
         server.closeIdleConnections();
       });
+      await activity.stop();
       if (ownsDatabase) await database.close();
       logger.info("coordinator stopped", { instance_id: instanceId });
     })());
 
-  return { instanceId, url: `http://${host}:${port}`, port, database, tokens, hub, stop };
+  return {
+    instanceId,
+    url: `http://${host}:${port}`,
+    port,
+    database,
+    tokens,
+    hub,
+    reaper,
+    stop,
+  };
 }

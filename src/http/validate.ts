@@ -9,10 +9,17 @@ export function validate<T>(schema: Joi.Schema, value: unknown, prefix?: string)
     errors: { label: false },
   });
   if (error) {
-    const problems: FieldProblem[] = error.details.map((d) => {
+    const problems: FieldProblem[] = error.details.flatMap((d) => {
       const parts = d.path.map(String);
-      const path = [prefix, ...parts].filter((p) => p !== undefined && p !== "").join(".");
-      return { path: path || "(body)", message: d.message };
+      const join = (more: string[]) =>
+        [prefix, ...parts, ...more].filter((p) => p !== undefined && p !== "").join(".") ||
+        "(body)";
+      // A conflict between peers (oxor, xor, nand) is reported on the object; name the fields.
+      const present: unknown = d.context?.present;
+      if (Array.isArray(present) && present.length > 0) {
+        return present.map((peer) => ({ path: join([String(peer)]), message: d.message }));
+      }
+      return [{ path: join([]), message: d.message }];
     });
     throw validationFailed(problems);
   }

@@ -62,6 +62,12 @@ export async function findRoutesOfSession(db: Db, sessionId: string): Promise<Ro
   return (await db("routes").where({ session_id: sessionId })) as RouteRow[];
 }
 
+/** Of `ids`, the routes whose `expires_at` has passed at `now` (re-checked under the lock). */
+export async function findExpiredAmong(db: Db, ids: string[], now: Date): Promise<RouteRow[]> {
+  if (ids.length === 0) return [];
+  return (await db("routes").whereIn("id", ids).andWhere("expires_at", "<=", now)) as RouteRow[];
+}
+
 /** One page of routes in id order, after `afterId`. */
 export async function listRoutes(
   db: Db,

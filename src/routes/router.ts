@@ -11,6 +11,7 @@ import {
   deleteBySessionQuerySchema,
   listRoutesQuerySchema,
   mutationQuerySchema,
+  readQuerySchema,
   routeBatchSchema,
   routeCreateSchema,
   routePatchSchema,
@@ -86,7 +87,9 @@ export function routesRouter(deps: {
   });
 
   router.get("/routes/:id", reader, async (req, res) => {
-    const route = await routes.get(routeId(req.params.id as string));
+    const id = routeId(req.params.id as string);
+    validate(readQuerySchema, req.query, "query");
+    const route = await routes.get(id);
     res.setHeader("ETag", `"${route.version}"`);
     res.json(route);
   });

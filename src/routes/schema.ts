@@ -108,6 +108,9 @@ export const routeIdParams = Joi.object({ id: uuid.required() });
 
 export const mutationQuerySchema = Joi.object(propagationQuery);
 
+/** Reads of one route take no query parameters; unknown ones are refused like unknown fields. */
+export const readQuerySchema = Joi.object({});
+
 export const deleteBySessionQuerySchema = Joi.object({
   session_id: Joi.string().min(1).max(255).required(),
   ...propagationQuery,

@@ -7,6 +7,7 @@ import { createRoutes, type CreateOutcome } from "./create.js";
 import { presentRoute, type RouteRow, type RouteView } from "./model.js";
 import {
   deleteRoutes,
+  findExpiredAmong,
   findRoute,
   findRoutesOfSession,
   listRoutes,
@@ -34,7 +35,9 @@ const encodeCursor = (id: string) => Buffer.from(id, "utf8").toString("base64url
 function decodeCursor(cursor: string): string {
   const id = Buffer.from(cursor, "base64url").toString("utf8");
   if (!/^[0-9a-f-]{36}$/.test(id)) {
-    throw validationFailed([{ path: "cursor", message: "is not a cursor this service gave out" }]);
+    throw validationFailed([
+      { path: "query.cursor", message: "is not a cursor this service gave out" },
+    ]);
   }
   return id;
 }
@@ -123,6 +126,16 @@ export class RouteService {
       await this.deleteRows(ctx.tx, rows);
       for (const r of rows) ctx.record({ workerId: r.worker_id, routeId: r.id, op: "delete" });
       return { deleted: rows.length };
+    });
+  }
+
+  /** Removes the given routes whose `expires_at` has passed at `now`, in one version. */
+  removeExpired(ids: string[], now: Date): Promise<Committed<number>> {
+    return this.committer.submit("routes.expire", async (ctx) => {
+      const rows = await findExpiredAmong(ctx.tx, ids, now);
+      await this.deleteRows(ctx.tx, rows);
+      for (const r of rows) ctx.record({ workerId: r.worker_id, routeId: r.id, op: "delete" });
+      return rows.length;
     });
   }
 

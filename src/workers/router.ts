@@ -13,6 +13,7 @@ import {
   drainQuerySchema,
   listWorkersQuerySchema,
   mutationQuerySchema,
+  readQuerySchema,
   registerSchema,
   type Registration,
 } from "./schema.js";
@@ -68,7 +69,9 @@ export function workersRouter(deps: {
   });
 
   router.get("/workers/:id", operators, async (req, res) => {
-    res.json(await workers.get(workerId(req.params.id as string)));
+    const id = workerId(req.params.id as string);
+    validate(readQuerySchema, req.query, "query");
+    res.json(await workers.get(id));
   });
 
   router.post("/workers/:id/drain", operators, async (req, res) => {

@@ -80,3 +80,6 @@ export const deleteWorkerQuerySchema = Joi.object({
 });
 
 export const mutationQuerySchema = Joi.object(propagationQuery);
+
+/** Reads of one worker take no query parameters; unknown ones are refused like unknown fields. */
+export const readQuerySchema = Joi.object({});

@@ -1,0 +1,146 @@
+import type { Knex } from "knex";
+import type { DatabaseKind } from "../db/database.js";
+import type { Logger } from "../logger.js";
+import { relocateRoutes } from "../placement/relocate.js";
+import { findRoutesOfWorker } from "../routes/repository.js";
+import { RouteService } from "../routes/service.js";
+import type { Committer } from "../versioning/committer.js";
+import { findWorker, setStatus } from "../workers/repository.js";
+import { WorkerService } from "../workers/service.js";
+import {
+  countStranded,
+  findExpiredRouteIds,
+  findForgettable,
+  findLostWithRoutes,
+  findVanishedWorkers,
+} from "./repository.js";
+import { trimChangelog } from "./trim.js";
+
+/** Work done per run at most, so that one run never holds the database for long. */
+const BATCH = 100;
+const EXPIRY_BATCH = 1000;
+/** Any constant shared by every instance; only one instance's reaper acts at a time. */
+const REAPER_LOCK_KEY = 0x61707078; // "appx"
+
+export interface ReaperSettings {
+  workerLostAfterS: number;
+  workerForgetAfterS: number;
+  heartbeatIntervalS: number;
+  changelogRetention: number;
+  /** When this coordinator began serving: no worker is counted lost from before it. */
+  startedAt: Date;
+}
+
+export interface ReaperRun {
+  /** False when another instance held the reaper lock. */
+  acted: boolean;
+  lost: string[];
+  failedOver: number;
+  stranded: number;
+  forgotten: string[];
+  expired: number;
+  trimmedThrough: number | undefined;
+}
+
+/**
+ * One reaper run: marks vanished workers lost, fails their routes over, forgets long-lost
+ * workers, removes expired routes and trims the change log. Each routing change goes through the
+ * committer like any other, so workers receive it as a diff.
+ */
+export class Reaper {
+  private readonly routes: RouteService;
+  private readonly workers: WorkerService;
+
+  constructor(
+    private readonly knex: Knex,
+    private readonly kind: DatabaseKind,
+    private readonly committer: Committer,
+    private readonly settings: ReaperSettings,
+    private readonly logger: Logger,
+  ) {
+    this.routes = new RouteService(knex, committer);
+    this.workers = new WorkerService(knex, committer);
+  }
+
+  async run(now = new Date()): Promise<ReaperRun> {
+    if (this.kind === "embedded") return this.runLocked(now);
+    // A transaction-scoped advisory lock held on one pooled connection for the whole run.
+    return this.knex.transaction(async (tx) => {
+      const got = await tx.raw<{ rows: Array<{ locked: boolean }> }>(
+        "SELECT pg_try_advisory_xact_lock(?) AS locked",
+        [REAPER_LOCK_KEY],
+      );
+      if (!got.rows[0]?.locked) return idle();
+      return this.runLocked(now);
+    });
+  }
+
+  private async runLocked(now: Date): Promise<ReaperRun> {
+    const s = this.settings;
+    const result = idle();
+    result.acted = true;
+
+    const vanished = await findVanishedWorkers(
+      this.knex,
+      now,
+      {
+        lostAfterS: s.workerLostAfterS,
+        connectedStaleAfterS: Math.max(s.workerLostAfterS, 3 * s.heartbeatIntervalS),
+        notBefore: s.startedAt,
+      },
+      BATCH,
+    );
+    for (const w of vanished) {
+      const marked = await this.committer.submit("workers.lost", async (ctx) => {
+        const current = await findWorker(ctx.tx, w.id);
+        // Re-checked under the lock: it may have come back since the query.
+        if (!current || current.liveness_since.getTime() !== w.liveness_since.getTime())
+          return false;
+        if (current.status !== "registered" && current.status !== "alive") return false;
+        await setStatus(ctx.tx, w.id, "lost", ctx.now);
+        return true;
+      });
+      if (marked.result) result.lost.push(w.id);
+    }
+    if (result.lost.length > 0) this.logger.warn("workers lost", { workers: result.lost });
+
+    for (const w of await findLostWithRoutes(this.knex, BATCH)) {
+      const moved = await this.committer.submit("workers.failover", async (ctx) => {
+        const current = await findWorker(ctx.tx, w.id);
+        if (!current || current.status !== "lost") return 0;
+        const plan = await relocateRoutes(ctx, current, await findRoutesOfWorker(ctx.tx, w.id));
+        return plan.moved.length;
+      });
+      result.failedOver += moved.result;
+    }
+
+    for (const w of await findForgettable(this.knex, now, s.workerForgetAfterS, BATCH)) {
+      await this.workers.remove(w.id, true);
+      result.forgotten.push(w.id);
+    }
+    if (result.forgotten.length > 0)
+      this.logger.info("workers forgotten", { workers: result.forgotten });
+
+    const expired = await findExpiredRouteIds(this.knex, now, EXPIRY_BATCH);
+    if (expired.length > 0) {
+      const removed = await this.routes.removeExpired(expired, now);
+      result.expired = removed.result;
+    }
+
+    result.trimmedThrough = await trimChangelog(this.committer, s.changelogRetention);
+    result.stranded = await countStranded(this.knex);
+    return result;
+  }
+}
+
+function idle(): ReaperRun {
+  return {
+    acted: false,
+    lost: [],
+    failedOver: 0,
+    stranded: 0,
+    forgotten: [],
+    expired: 0,
+    trimmedThrough: undefined,
+  };
+}

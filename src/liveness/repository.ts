@@ -1,0 +1,85 @@
+import type { Knex } from "knex";
+import type { WorkerRow } from "../workers/model.js";
+
+type Db = Knex | Knex.Transaction;
+
+/**
+ * Eligible workers with no live stream anywhere for `lostAfterS`: none connected (or the holding
+ * instance stopped reporting it), and none since max(its liveness clock, `notBefore`).
+ */
+export async function findVanishedWorkers(
+  db: Db,
+  now: Date,
+  rule: { lostAfterS: number; connectedStaleAfterS: number; notBefore: Date },
+  limit: number,
+): Promise<WorkerRow[]> {
+  const cutoff = new Date(now.getTime() - rule.lostAfterS * 1000);
+  // An instance reports its streams' workers every heartbeat; one that stopped reporting died.
+  const staleCutoff = new Date(now.getTime() - rule.connectedStaleAfterS * 1000);
+  if (rule.notBefore > cutoff) return [];
+  return (await db("workers")
+    .whereIn("status", ["registered", "alive"])
+    .andWhere("liveness_since", "<", cutoff)
+    .andWhere((q) => q.whereNull("last_seen_at").orWhere("last_seen_at", "<", cutoff))
+    .andWhere((q) =>
+      q
+        .whereNull("connected_instance")
+        .orWhereNull("last_seen_at")
+        .orWhere("last_seen_at", "<", staleCutoff),
+    )
+    .orderBy("liveness_since")
+    .limit(limit)) as WorkerRow[];
+}
+
+/** Lost workers that still hold routes: their routes are (still) to be moved. */
+export async function findLostWithRoutes(db: Db, limit: number): Promise<WorkerRow[]> {
+  return (await db("workers")
+    .where({ status: "lost" })
+    .andWhere("route_count", ">", 0)
+    .orderBy("lost_at")
+    .limit(limit)) as WorkerRow[];
+}
+
+export async function findForgettable(
+  db: Db,
+  now: Date,
+  forgetAfterS: number,
+  limit: number,
+): Promise<WorkerRow[]> {
+  const cutoff = new Date(now.getTime() - forgetAfterS * 1000);
+  return (await db("workers")
+    .where({ status: "lost" })
+    .andWhere("lost_at", "<", cutoff)
+    .limit(limit)) as WorkerRow[];
+}
+
+export async function countStranded(db: Db): Promise<number> {
+  const row = (await db("workers").where({ status: "lost" }).sum({ n: "route_count" }).first()) as
+    { n: number | string | null } | undefined;
+  return Number(row?.n ?? 0);
+}
+
+export async function findExpiredRouteIds(db: Db, now: Date, limit: number): Promise<string[]> {
+  const rows = (await db("routes")
+    .whereNotNull("expires_at")
+    .andWhere("expires_at", "<=", now)
+    .orderBy("expires_at")
+    .limit(limit)
+    .select("id")) as Array<{ id: string }>;
+  return rows.map((r) => r.id);
+}
+
+/** Records traffic times, only for routes the reporting worker serves, never moving backwards. */
+export async function recordActivity(
+  db: Db,
+  rows: Array<{ routeId: string; workerId: string; at: Date }>,
+): Promise<void> {
+  if (rows.length === 0) return;
+  const values = rows.map(() => "(?::uuid, ?::uuid, ?::timestamptz)").join(", ");
+  await db.raw(
+    `UPDATE routes SET last_activity_at = GREATEST(COALESCE(routes.last_activity_at, v.at), v.at)
+     FROM (VALUES ${values}) AS v(id, worker_id, at)
+     WHERE routes.id = v.id AND routes.worker_id = v.worker_id`,
+    rows.flatMap((r) => [r.routeId, r.workerId, r.at]),
+  );
+}

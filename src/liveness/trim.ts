@@ -1,0 +1,29 @@
+import type { Committer } from "../versioning/committer.js";
+
+/** Rows deleted per statement, so that a large trim never holds the lock for long. */
+const TRIM_CHUNK = 20_000;
+
+/**
+ * Keeps the last `retention` versions of the change log. Returns the new floor when it moved:
+ * a stream resuming from below it gets a snapshot.
+ */
+export async function trimChangelog(
+  committer: Committer,
+  retention: number,
+): Promise<number | undefined> {
+  const { result } = await committer.submit("changelog.trim", async ({ tx }) => {
+    const state = (await tx("routing_state").where({ id: 1 }).first()) as {
+      version: number;
+      changelog_floor: number;
+    };
+    const target = Number(state.version) - retention;
+    const floor = Number(state.changelog_floor);
+    if (target <= floor) return undefined;
+    const through = Math.min(target, floor + TRIM_CHUNK);
+    await tx("change_entries").where("version", "<=", through).delete();
+    await tx("changes").where("version", "<=", through).delete();
+    await tx("routing_state").where({ id: 1 }).update({ changelog_floor: through });
+    return through;
+  });
+  return result;
+}

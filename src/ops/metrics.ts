@@ -1,0 +1,121 @@
+import type { Knex } from "knex";
+import client from "prom-client";
+import { readFleetSummary } from "./fleet-summary.js";
+
+const STATUSES = ["registered", "alive", "lost", "draining"] as const;
+
+/**
+ * This instance's metrics in a registry of its own (several instances can live in one process in
+ * tests). Fleet-wide gauges are read from the database at scrape time; counters count what this
+ * instance did.
+ */
+export class Metrics {
+  readonly registry = new client.Registry();
+  readonly httpDuration: client.Histogram<"method" | "route" | "status">;
+  readonly propagation: client.Histogram;
+  readonly streamFrames: client.Counter<"direction" | "type">;
+  readonly streamDisconnects: client.Counter<"code">;
+  readonly reaperRuns: client.Counter<"outcome">;
+  readonly failovers: client.Counter;
+
+  constructor(knex: Knex) {
+    const registers = [this.registry];
+    client.collectDefaultMetrics({ register: this.registry });
+    this.httpDuration = new client.Histogram({
+      name: "appproxy_http_request_duration_seconds",
+      help: "HTTP requests by method, path template and status.",
+      labelNames: ["method", "route", "status"],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.propagation = new client.Histogram({
+      name: "appproxy_propagation_seconds",
+      help: "From a change's commit on this instance to a worker's acknowledgement of it.",
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.streamFrames = new client.Counter({
+      name: "appproxy_stream_frames_total",
+      help: "Stream frames by direction (in, out) and type.",
+      labelNames: ["direction", "type"],
+      registers,
+    });
+    this.streamDisconnects = new client.Counter({
+      name: "appproxy_stream_disconnects_total",
+      help: "Streams closed, by WebSocket close code.",
+      labelNames: ["code"],
+      registers,
+    });
+    this.reaperRuns = new client.Counter({
+      name: "appproxy_reaper_runs_total",
+      help: "Reaper runs by outcome: acted, skipped (another instance held the lock), failed.",
+      labelNames: ["outcome"],
+      registers,
+    });
+    this.failovers = new client.Counter({
+      name: "appproxy_failovers_total",
+      help: "Routes moved off lost workers by this instance's reaper.",
+      registers,
+    });
+
+    let summary: ReturnType<typeof readFleetSummary> | undefined;
+    // One database read per scrape, shared by every fleet-wide metric below.
+    const fleet = () =>
+      (summary ??= readFleetSummary(knex).finally(() => setImmediate(() => (summary = undefined))));
+    new client.Histogram({
+      name: "appproxy_worker_lag_versions",
+      help: "Versions each worker that is not lost is behind the routing version, over workers.",
+      buckets: [0, 1, 2, 5, 10, 50, 100, 1000, 10000],
+      registers,
+      async collect() {
+        const s = await fleet();
+        this.reset();
+        for (const w of s.workers) if (w.status !== "lost") this.observe(w.lag);
+      },
+    });
+    new client.Gauge({
+      name: "appproxy_routing_version",
+      help: "The routing table's version.",
+      registers,
+      async collect() {
+        this.set((await fleet()).version);
+      },
+    });
+    new client.Gauge({
+      name: "appproxy_routes",
+      help: "Routes in the table.",
+      registers,
+      async collect() {
+        this.set((await fleet()).routes);
+      },
+    });
+    new client.Gauge({
+      name: "appproxy_workers",
+      help: "Workers by status.",
+      labelNames: ["status"],
+      registers,
+      async collect() {
+        const s = await fleet();
+        for (const status of STATUSES) {
+          this.set({ status }, s.workers.filter((w) => w.status === status).length);
+        }
+      },
+    });
+    new client.Gauge({
+      name: "appproxy_workers_connected",
+      help: "Workers with a live stream on any instance.",
+      registers,
+      async collect() {
+        this.set((await fleet()).workers.filter((w) => w.connected).length);
+      },
+    });
+    new client.Gauge({
+      name: "appproxy_stranded_routes",
+      help: "Routes on lost workers that no eligible worker can take yet.",
+      registers,
+      async collect() {
+        this.set((await fleet()).stranded);
+      },
+    });
+  }
+}

@@ -1,0 +1,76 @@
+import { readFileSync } from "node:fs";
+import { Router } from "express";
+import type { Knex } from "knex";
+import type { TokenRegistry } from "../auth/tokens.js";
+import type { DatabaseKind } from "../db/database.js";
+import { requireRole } from "../http/auth.js";
+import { readFleetSummary } from "./fleet-summary.js";
+import type { Metrics } from "./metrics.js";
+
+const SOFTWARE_VERSION = (
+  JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+    version: string;
+  }
+).version;
+
+/** /status for admins (or anyone with PUBLIC_STATUS=true) and /metrics for Prometheus. */
+export function opsRouter(deps: {
+  knex: Knex;
+  tokens: TokenRegistry;
+  metrics: Metrics;
+  instanceId: string;
+  startedAt: Date;
+  database: DatabaseKind;
+  publicStatus: boolean;
+}): Router {
+  const router = Router();
+  const guard = deps.publicStatus ? [] : [requireRole(deps.tokens, "admin")];
+
+  router.get("/status", ...guard, async (_req, res) => {
+    const fleet = await readFleetSummary(deps.knex);
+    const count = (status: string) => fleet.workers.filter((w) => w.status === status).length;
+    res.json({
+      coordinator: {
+        instance_id: deps.instanceId,
+        version: SOFTWARE_VERSION,
+        started_at: deps.startedAt.toISOString(),
+        uptime_s: Math.floor((Date.now() - deps.startedAt.getTime()) / 1000),
+        database: deps.database,
+      },
+      routing: {
+        version: fleet.version,
+        routes: fleet.routes,
+        changelog_min_version: fleet.changelogMinVersion,
+        stranded_routes: fleet.stranded,
+      },
+      workers: {
+        total: fleet.workers.length,
+        registered: count("registered"),
+        alive: count("alive"),
+        lost: count("lost"),
+        draining: count("draining"),
+        connected: fleet.workers.filter((w) => w.connected).length,
+        converged: fleet.workers.filter((w) => w.status !== "lost" && w.lag === 0).length,
+      },
+      workers_detail: fleet.workers.map((w) => ({
+        id: w.id,
+        name: w.name,
+        status: w.status,
+        connected: w.connected,
+        applied_version: w.applied_version,
+        lag: w.lag,
+        route_count: w.route_count,
+        last_seen_at: w.last_seen_at,
+        instance_id: w.instance_id,
+        last_nack: w.last_nack,
+      })),
+    });
+  });
+
+  router.get("/metrics", async (_req, res) => {
+    const text = await deps.metrics.registry.metrics();
+    res.type(deps.metrics.registry.contentType).send(text);
+  });
+
+  return router;
+}
