@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { Router } from "express";
 import type { Knex } from "knex";
 import type { TokenRegistry } from "../auth/tokens.js";
@@ -6,14 +5,10 @@ import type { DatabaseKind } from "../db/database.js";
 import { requireRole } from "../http/auth.js";
 import { readFleetSummary } from "./fleet-summary.js";
 import type { Metrics } from "./metrics.js";
+import { openApiDocument } from "./openapi.js";
+import { SOFTWARE_VERSION } from "./software-version.js";
 
-const SOFTWARE_VERSION = (
-  JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
-    version: string;
-  }
-).version;
-
-/** /status for admins (or anyone with PUBLIC_STATUS=true) and /metrics for Prometheus. */
+/** /status for admins (or anyone with PUBLIC_STATUS=true), /metrics and /openapi.json. */
 export function opsRouter(deps: {
   knex: Knex;
   tokens: TokenRegistry;
@@ -70,6 +65,12 @@ export function opsRouter(deps: {
   router.get("/metrics", async (_req, res) => {
     const text = await deps.metrics.registry.metrics();
     res.type(deps.metrics.registry.contentType).send(text);
+  });
+
+  let openapi: string | undefined;
+  router.get("/openapi.json", (_req, res) => {
+    openapi ??= JSON.stringify(openApiDocument(SOFTWARE_VERSION));
+    res.type("application/json").send(openapi);
   });
 
   return router;

@@ -1,0 +1,379 @@
+import Joi from "joi";
+import { createRequire } from "node:module";
+import {
+  deleteBySessionQuerySchema,
+  listRoutesQuerySchema,
+  mutationQuerySchema,
+  routeBatchSchema,
+  routeCreateSchema,
+  routePatchSchema,
+} from "../routes/schema.js";
+import {
+  deleteWorkerQuerySchema,
+  drainQuerySchema,
+  listWorkersQuerySchema,
+  registerSchema,
+} from "../workers/schema.js";
+import {
+  batchAnswerSchema,
+  problemSchema,
+  registeredSchema,
+  routePageSchema,
+  routeSchema,
+  sessionDeletedSchema,
+  statusSchema,
+  workerSchema,
+} from "./response-schemas.js";
+
+type Role = "manager" | "admin" | "registration" | "worker";
+
+interface Operation {
+  method: "get" | "post" | "patch" | "delete";
+  /** OpenAPI path template, e.g. /routes/{id}. */
+  path: string;
+  summary: string;
+  roles: Role[];
+  query?: Joi.ObjectSchema;
+  body?: Joi.Schema;
+  example?: object;
+  ifMatch?: boolean;
+  responses: Record<number, { description: string; schema?: Joi.Schema }>;
+}
+
+// joi-to-json is CommonJS exporting one function, which its typings do not describe.
+const joiToJson = createRequire(import.meta.url)("joi-to-json") as (
+  schema: Joi.Schema,
+  mode: "open-api-3.1",
+) => object;
+const jsonSchema = (schema: Joi.Schema): object => joiToJson(schema, "open-api-3.1");
+
+export const EXAMPLES = {
+  register: {
+    name: "w1",
+    advertised_host: "w1.example.com",
+    frontend_mode: "port",
+    port_range: [10200, 10299],
+    wildcard_domain: null,
+    protocols: ["http", "tcp"],
+    modes: ["interactive", "inference"],
+    tls: false,
+    capacity: null,
+    labels: {},
+    dedicated: false,
+    wildcard_traffic_port: null,
+  },
+  route: {
+    session_id: "sess-1",
+    app: "jupyter",
+    protocol: "http",
+    mode: "interactive",
+    upstreams: [{ host: "10.0.0.5", port: 8888, weight: 1 }],
+    open_to_public: false,
+    allowed_client_ips: ["10.0.0.0/8"],
+  },
+  patch: { upstreams: [{ host: "10.0.0.6", port: 8888, weight: 1 }], open_to_public: true },
+};
+
+const mutation = (extra: Record<number, { description: string; schema?: Joi.Schema }>) => ({
+  ...extra,
+  202: { description: "wait=applied timed out: X-Propagation: pending; the body of the success." },
+});
+
+/** Every REST operation the coordinator serves, with its schemas: the source of /openapi.json. */
+export const OPERATIONS: Operation[] = [
+  {
+    method: "post",
+    path: "/workers/register",
+    summary: "Register a proxy worker (again, by name)",
+    roles: ["registration"],
+    body: registerSchema,
+    example: EXAMPLES.register,
+    responses: {
+      200: { description: "Known worker, same identity", schema: registeredSchema },
+      201: { description: "New worker", schema: registeredSchema },
+      409: { description: "Address fields changed while it holds routes" },
+    },
+  },
+  {
+    method: "get",
+    path: "/workers",
+    summary: "List workers",
+    roles: ["manager", "admin"],
+    query: listWorkersQuerySchema,
+    responses: {
+      200: { description: "Workers", schema: workerListSchema() },
+    },
+  },
+  {
+    method: "get",
+    path: "/workers/{id}",
+    summary: "One worker",
+    roles: ["manager", "admin"],
+    responses: { 200: { description: "The worker", schema: workerSchema } },
+  },
+  {
+    method: "post",
+    path: "/workers/{id}/drain",
+    summary: "Stop placing routes on a worker; migrate=true moves its routes now, in one version",
+    roles: ["manager", "admin"],
+    query: drainQuerySchema,
+    responses: mutation({ 200: { description: "The worker", schema: workerSchema } }),
+  },
+  {
+    method: "post",
+    path: "/workers/{id}/undrain",
+    summary: "Make a drained worker eligible again",
+    roles: ["manager", "admin"],
+    query: mutationQuerySchema,
+    responses: mutation({ 200: { description: "The worker", schema: workerSchema } }),
+  },
+  {
+    method: "delete",
+    path: "/workers/{id}",
+    summary: "Remove a worker, moving its routes in the same version",
+    roles: ["manager", "admin"],
+    query: deleteWorkerQuerySchema,
+    responses: mutation({
+      204: { description: "Removed" },
+      409: { description: "Some routes have nowhere to go (named in `routes`); nothing changed" },
+    }),
+  },
+  {
+    method: "get",
+    path: "/workers/{id}/stream",
+    summary: "The worker's stream (WebSocket upgrade; frames in docs/stream.md)",
+    roles: ["worker"],
+    responses: {
+      101: { description: "Switching Protocols" },
+      404: { description: "Unknown or removed worker" },
+    },
+  },
+  {
+    method: "post",
+    path: "/routes",
+    summary: "Create a route (placed and allocated unless pinned)",
+    roles: ["manager"],
+    query: mutationQuerySchema,
+    body: routeCreateSchema,
+    example: EXAMPLES.route,
+    responses: mutation({
+      200: { description: "Retry of an existing id with the same body", schema: routeSchema },
+      201: { description: "Created; Location, ETag, X-Routing-Version", schema: routeSchema },
+      409: { description: "Port or subdomain taken, or the id exists with another body" },
+      422: { description: "Pinned worker unknown or not eligible, or port outside its range" },
+      503: { description: "No worker can take the route (Retry-After)" },
+    }),
+  },
+  {
+    method: "post",
+    path: "/routes/batch",
+    summary: "Create up to 1000 routes, all or nothing, in one version",
+    roles: ["manager"],
+    query: mutationQuerySchema,
+    body: routeBatchSchema,
+    example: { routes: [EXAMPLES.route] },
+    responses: mutation({
+      201: { description: "Created, in the order given", schema: batchAnswerSchema },
+      409: { description: "A port or subdomain is taken" },
+      503: { description: "No worker can take some route (Retry-After)" },
+    }),
+  },
+  {
+    method: "get",
+    path: "/routes",
+    summary: "List routes (filters, cursor pagination)",
+    roles: ["manager", "admin"],
+    query: listRoutesQuerySchema,
+    responses: { 200: { description: "A page", schema: routePageSchema } },
+  },
+  {
+    method: "delete",
+    path: "/routes",
+    summary: "Delete a finished session's routes in one version",
+    roles: ["manager"],
+    query: deleteBySessionQuerySchema,
+    responses: mutation({ 200: { description: "Deleted", schema: sessionDeletedSchema } }),
+  },
+  {
+    method: "get",
+    path: "/routes/{id}",
+    summary: "One route (ETag)",
+    roles: ["manager", "admin"],
+    responses: { 200: { description: "The route", schema: routeSchema } },
+  },
+  {
+    method: "patch",
+    path: "/routes/{id}",
+    summary: "Change a route's upstreams, health check, access or expiry",
+    roles: ["manager"],
+    query: mutationQuerySchema,
+    body: routePatchSchema,
+    example: EXAMPLES.patch,
+    ifMatch: true,
+    responses: mutation({
+      200: { description: "The changed route", schema: routeSchema },
+      412: { description: "If-Match does not match" },
+    }),
+  },
+  {
+    method: "delete",
+    path: "/routes/{id}",
+    summary: "Delete a route",
+    roles: ["manager"],
+    query: mutationQuerySchema,
+    ifMatch: true,
+    responses: mutation({
+      204: { description: "Deleted" },
+      412: { description: "If-Match does not match" },
+    }),
+  },
+  {
+    method: "get",
+    path: "/status",
+    summary: "The coordinator's and the fleet's state (admin, or public with PUBLIC_STATUS)",
+    roles: ["admin"],
+    responses: { 200: { description: "Status", schema: statusSchema } },
+  },
+  {
+    method: "get",
+    path: "/healthz",
+    summary: "200 while the process serves",
+    roles: [],
+    responses: { 200: { description: "Serving" } },
+  },
+  {
+    method: "get",
+    path: "/readyz",
+    summary: "200 when the database answers and migrations are applied",
+    roles: [],
+    responses: { 200: { description: "Ready" }, 503: { description: "Not ready" } },
+  },
+  {
+    method: "get",
+    path: "/metrics",
+    summary: "Prometheus metrics",
+    roles: [],
+    responses: { 200: { description: "Prometheus text" } },
+  },
+  {
+    method: "get",
+    path: "/openapi.json",
+    summary: "This document",
+    roles: [],
+    responses: { 200: { description: "OpenAPI 3.1" } },
+  },
+];
+
+function workerListSchema(): Joi.Schema {
+  return Joi.object({ items: Joi.array().items(workerSchema) });
+}
+
+function queryParameters(schema: Joi.ObjectSchema | undefined): object[] {
+  if (!schema) return [];
+  const described = jsonSchema(schema) as {
+    properties?: Record<string, object>;
+    required?: string[];
+  };
+  return Object.entries(described.properties ?? {}).map(([name, s]) => ({
+    name,
+    in: "query",
+    required: described.required?.includes(name) ?? false,
+    schema: s,
+  }));
+}
+
+function operationObject(op: Operation): object {
+  const parameters: object[] = [];
+  if (op.path.includes("{id}")) {
+    parameters.push({
+      name: "id",
+      in: "path",
+      required: true,
+      schema: { type: "string", format: "uuid" },
+    });
+  }
+  if (op.path.endsWith("/stream")) {
+    parameters.push({
+      name: "since",
+      in: "query",
+      required: false,
+      schema: { type: "integer", minimum: 0 },
+    });
+  }
+  parameters.push(...queryParameters(op.query));
+  if (op.ifMatch) {
+    parameters.push({
+      name: "If-Match",
+      in: "header",
+      required: false,
+      schema: { type: "string" },
+    });
+  }
+  const responses: Record<string, object> = {};
+  for (const [status, r] of Object.entries(op.responses)) {
+    responses[status] = r.schema
+      ? {
+          description: r.description,
+          content: { "application/json": { schema: jsonSchema(r.schema) } },
+        }
+      : { description: r.description };
+  }
+  const problem = {
+    content: { "application/problem+json": { schema: { $ref: "#/components/schemas/Problem" } } },
+  };
+  if (op.body || op.query) responses["400"] ??= { description: "Invalid request", ...problem };
+  if (op.roles.length > 0) {
+    responses["401"] ??= { description: "No or unknown token", ...problem };
+    responses["403"] ??= { description: "Token of another role", ...problem };
+  }
+  if (op.path.includes("{id}")) responses["404"] ??= { description: "Not found", ...problem };
+  if (op.body) {
+    responses["413"] ??= { description: "Body over 1 MiB", ...problem };
+    responses["415"] ??= { description: "Body is not JSON", ...problem };
+  }
+  return {
+    summary: op.summary,
+    operationId: `${op.method}${op.path.replace(/[{}]/g, "").replace(/[/.-](\w)/g, (_m, c: string) => c.toUpperCase())}`,
+    ...(op.roles.length > 0
+      ? { security: [{ bearer: [] }], "x-roles": op.roles }
+      : { security: [] }),
+    parameters,
+    ...(op.body
+      ? {
+          requestBody: {
+            required: true,
+            content: {
+              "application/json": {
+                schema: jsonSchema(op.body),
+                ...(op.example ? { example: op.example } : {}),
+              },
+            },
+          },
+        }
+      : {}),
+    responses,
+  };
+}
+
+/** The OpenAPI 3.1 document, generated from the joi schemas that validate requests. */
+export function openApiDocument(version: string): object {
+  const paths: Record<string, Record<string, object>> = {};
+  for (const op of OPERATIONS) {
+    paths[op.path] ??= {};
+    paths[op.path]![op.method] = operationObject(op);
+  }
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: "appproxy-coordinator",
+      version,
+      description:
+        "Routing coordinator for application-proxy fleets. Authentication: `Authorization: Bearer <token>`; `x-roles` names the roles an operation accepts.",
+    },
+    components: {
+      securitySchemes: { bearer: { type: "http", scheme: "bearer" } },
+      schemas: { Problem: jsonSchema(problemSchema) },
+    },
+    paths,
+  };
+}
