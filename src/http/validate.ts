@@ -1,6 +1,25 @@
 import type Joi from "joi";
 import { validationFailed, type FieldProblem } from "../errors.js";
 
+/**
+ * Paths of own `__proto__` keys anywhere in `value`. JSON.parse makes them ordinary keys, and
+ * Joi drops them silently instead of refusing them as unknown. Iterative: bodies may nest deeply.
+ */
+function protoKeyPaths(value: unknown): string[][] {
+  const found: string[][] = [];
+  const stack: Array<{ node: unknown; parts: string[] }> = [{ node: value, parts: [] }];
+  while (stack.length > 0) {
+    const { node, parts } = stack.pop()!;
+    if (typeof node !== "object" || node === null) continue;
+    for (const key of Object.keys(node)) {
+      const next = [...parts, key];
+      if (key === "__proto__") found.push(next);
+      stack.push({ node: (node as Record<string, unknown>)[key], parts: next });
+    }
+  }
+  return found;
+}
+
 /** Validates `value` against `schema`, naming every bad field; returns the converted value. */
 export function validate<T>(schema: Joi.Schema, value: unknown, prefix?: string): T {
   const { error, value: converted } = schema.validate(value, {
@@ -8,8 +27,12 @@ export function validate<T>(schema: Joi.Schema, value: unknown, prefix?: string)
     convert: true,
     errors: { label: false },
   });
-  if (error) {
-    const problems: FieldProblem[] = error.details.flatMap((d) => {
+  const smuggled = protoKeyPaths(value).map((parts) => ({
+    path: [prefix, ...parts].filter((p) => p !== undefined && p !== "").join("."),
+    message: "is not allowed",
+  }));
+  if (error || smuggled.length > 0) {
+    const problems: FieldProblem[] = (error?.details ?? []).flatMap((d) => {
       const parts = d.path.map(String);
       const join = (more: string[]) =>
         [prefix, ...parts, ...more].filter((p) => p !== undefined && p !== "").join(".") ||
@@ -21,7 +44,7 @@ export function validate<T>(schema: Joi.Schema, value: unknown, prefix?: string)
       }
       return [{ path: join([]), message: d.message }];
     });
-    throw validationFailed(problems);
+    throw validationFailed([...problems, ...smuggled]);
   }
   return converted as T;
 }

@@ -12,12 +12,15 @@ export async function findVanishedWorkers(
   now: Date,
   rule: { lostAfterS: number; connectedStaleAfterS: number; notBefore: Date },
   limit: number,
+  onlyId?: string,
 ): Promise<WorkerRow[]> {
   const cutoff = new Date(now.getTime() - rule.lostAfterS * 1000);
   // An instance reports its streams' workers every heartbeat; one that stopped reporting died.
   const staleCutoff = new Date(now.getTime() - rule.connectedStaleAfterS * 1000);
   if (rule.notBefore > cutoff) return [];
-  return (await db("workers")
+  const q = db("workers");
+  if (onlyId) void q.where({ id: onlyId });
+  return (await q
     .whereIn("status", ["registered", "alive"])
     .andWhere("liveness_since", "<", cutoff)
     .andWhere((q) => q.whereNull("last_seen_at").orWhere("last_seen_at", "<", cutoff))

@@ -40,12 +40,78 @@ interface Operation {
   responses: Record<number, { description: string; schema?: Joi.Schema }>;
 }
 
-// joi-to-json is CommonJS exporting one function, which its typings do not describe.
+// joi-to-json is CommonJS exporting one function, which its typings do not describe. It reads
+// nothing of what it is given but `describe()`.
 const joiToJson = createRequire(import.meta.url)("joi-to-json") as (
-  schema: Joi.Schema,
+  schema: { describe(): unknown },
   mode: "open-api-3.1",
 ) => object;
-const jsonSchema = (schema: Joi.Schema): object => joiToJson(schema, "open-api-3.1");
+
+const isRecord = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** Marks, through joi-to-json, the objects whose keys a schema gives (label maps). */
+const MAP_MARK = "x-appproxy-map";
+
+/**
+ * The JSON Schema of a joi schema. joi-to-json drops object keys given by a schema
+ * (`.pattern(Joi.string(), …)`: labels, worker selectors), which documents every label map as
+ * always empty, and documents every `.ip()` as IPv4 although IPv6 and CIDR blocks are accepted;
+ * the joi description is corrected before it converts it, and the label maps filled in after.
+ */
+function jsonSchema(schema: Joi.Schema): object {
+  return convertDescription(schema.describe());
+}
+
+function convertDescription(description: unknown): object {
+  const maps: Array<{ propertyNames: object; additionalProperties: object }> = [];
+  const one = (schemas: object[]) => (schemas.length === 1 ? schemas[0]! : { anyOf: schemas });
+  const prepare = (node: unknown): unknown => {
+    if (Array.isArray(node)) return node.map(prepare);
+    if (!isRecord(node)) return node;
+    const out = Object.fromEntries(Object.entries(node).map(([k, v]) => [k, prepare(v)]));
+    if (out.type === "string" && Array.isArray(out.rules)) out.rules = out.rules.flatMap(ipRule);
+    const patterns = Array.isArray(node.patterns) ? node.patterns.filter(isRecord) : [];
+    const keyed = patterns.filter((p) => p.schema !== undefined);
+    if (node.type === "object" && keyed.length > 0) {
+      maps.push({
+        propertyNames: one(keyed.map((p) => convertDescription(p.schema))),
+        additionalProperties: one(keyed.map((p) => convertDescription(p.rule))),
+      });
+      const rest = (out.patterns as unknown[]).filter((p) => isRecord(p) && p.schema === undefined);
+      if (rest.length > 0) out.patterns = rest;
+      else delete out.patterns;
+      out.flags = { ...(isRecord(out.flags) ? out.flags : {}), unknown: true };
+      out.metas = [...(Array.isArray(out.metas) ? out.metas : []), { [MAP_MARK]: maps.length - 1 }];
+    }
+    return out;
+  };
+  const fill = (node: unknown): unknown => {
+    if (Array.isArray(node)) return node.map(fill);
+    if (!isRecord(node)) return node;
+    const out = Object.fromEntries(Object.entries(node).map(([k, v]) => [k, fill(v)]));
+    const map = typeof out[MAP_MARK] === "number" ? maps[out[MAP_MARK]] : undefined;
+    if (map) {
+      delete out[MAP_MARK];
+      Object.assign(out, map);
+      if (isRecord(out.properties) && Object.keys(out.properties).length === 0) {
+        delete out.properties;
+      }
+    }
+    return out;
+  };
+  const prepared = prepare(description);
+  return fill(joiToJson({ describe: () => prepared }, "open-api-3.1")) as object;
+}
+
+/** An `ip` rule as JSON Schema can say it: no format where a CIDR block may come. */
+function ipRule(rule: unknown): unknown[] {
+  if (!isRecord(rule) || rule.name !== "ip") return [rule];
+  const args = isRecord(rule.args) ? rule.args : {};
+  const options = isRecord(args.options) ? args.options : {};
+  if (options.cidr !== "forbidden") return [];
+  return [{ ...rule, args: { ...args, options: { version: ["ipv4", "ipv6"], ...options } } }];
+}
 
 export const EXAMPLES = {
   register: {

@@ -147,7 +147,9 @@ export const statusSchema = Joi.object({
       route_count: Joi.number().integer(),
       last_seen_at: time.allow(null),
       instance_id: Joi.string().allow(null),
-      last_nack: Joi.object().allow(null),
+      last_nack: Joi.object({ version: Joi.number().integer(), error: Joi.string(), at: time })
+        .allow(null)
+        .required(),
     }),
   ),
 });

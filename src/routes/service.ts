@@ -16,6 +16,20 @@ import {
 } from "./repository.js";
 import type { ListRoutesQuery, RouteInput, RoutePatch } from "./schema.js";
 
+/**
+ * JSON with object keys sorted, for "did the patch change anything?": jsonb hands objects back
+ * with its own key order, so the same labels sent in another order must not count as a change.
+ */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === "object" && !Array.isArray(v)
+      ? Object.fromEntries(
+          Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : 1)),
+        )
+      : v,
+  );
+}
+
 /** `If-Match` as sent, or undefined. Accepts `*`, a list, and weak tags. */
 export type IfMatch = string | undefined;
 
@@ -96,7 +110,7 @@ export class RouteService {
         const before =
           current[key] instanceof Date ? (current[key] as Date).toISOString() : current[key];
         const after = value instanceof Date ? value.toISOString() : value;
-        if (JSON.stringify(before) !== JSON.stringify(after)) {
+        if (canonicalJson(before) !== canonicalJson(after)) {
           (changes as Record<string, unknown>)[key] = value;
         }
       }
