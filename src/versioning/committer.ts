@@ -102,7 +102,6 @@ export class Committer {
           }
         }
         if (changes.length === 0) return;
-        await tx("changes").insert(changes);
         const versionOf = new Map<ChangeEntry, number>();
         for (const o of outcomes) for (const e of o.entries) versionOf.set(e, o.version);
         const rows = allEntries.map((e) => ({
@@ -112,11 +111,21 @@ export class Committer {
           op: e.op,
           route: e.route === undefined ? null : JSON.stringify(e.route),
         }));
+        const last = rows.splice(Math.max(0, rows.length - ENTRY_CHUNK));
         for (let i = 0; i < rows.length; i += ENTRY_CHUNK) {
           await tx("change_entries").insert(rows.slice(i, i + ENTRY_CHUNK));
         }
-        await tx("routing_state").where({ id: 1 }).update({ version: head });
-        await tx.raw("SELECT pg_notify(?, ?)", [Channel.Routing, String(head)]);
+        // The log, the new head and the wake-up for other instances in one round trip.
+        await tx.raw(
+          "WITH c AS (?), e AS (?) UPDATE routing_state SET version = ? WHERE id = 1 RETURNING pg_notify(?, ?)",
+          [
+            tx("changes").insert(changes),
+            tx("change_entries").insert(last),
+            head,
+            Channel.Routing,
+            String(head),
+          ],
+        );
       });
     } catch (error) {
       const translated = translateDatabaseError(error);
