@@ -1,0 +1,147 @@
+import { createHash } from "node:crypto";
+import { describe, expect, it } from "vitest";
+import type { WebSocket } from "ws";
+import { routeUrl } from "../../src/routes/model.js";
+import { workerDigest } from "../../src/sync/digest.js";
+import { parseInbound } from "../../src/sync/frames.js";
+import { WorkerSession } from "../../src/sync/session.js";
+import type { LoggedEntry } from "../../src/sync/changelog.js";
+import type { RouteView } from "../../src/routes/model.js";
+
+const sha = (s: string) => createHash("sha256").update(s).digest("hex");
+const A = "00000000-0000-4000-8000-00000000000a";
+const B = "00000000-0000-4000-8000-00000000000b";
+
+describe("workerDigest", () => {
+  it("hashes sorted '<id> <version>' lines; the empty table hashes the empty string", () => {
+    expect(workerDigest(new Map())).toBe(sha(""));
+    expect(
+      workerDigest(
+        new Map([
+          [B, 7],
+          [A, 3],
+        ]),
+      ),
+    ).toBe(sha(`${A} 3\n${B} 7\n`));
+  });
+});
+
+describe("parseInbound", () => {
+  it("accepts the four known frames and ignores unknown types and fields", () => {
+    expect(
+      parseInbound(JSON.stringify({ type: "ack", version: 3, digest: sha(""), extra: 1 })).kind,
+    ).toBe("frame");
+    expect(parseInbound(JSON.stringify({ type: "nack", version: 3, error: "boom" })).kind).toBe(
+      "frame",
+    );
+    expect(parseInbound(JSON.stringify({ type: "resync" })).kind).toBe("frame");
+    expect(
+      parseInbound(JSON.stringify({ type: "activity", routes: { [A]: new Date().toISOString() } }))
+        .kind,
+    ).toBe("frame");
+    expect(parseInbound(JSON.stringify({ type: "future-thing", x: 1 }))).toEqual({
+      kind: "ignored",
+      type: "future-thing",
+    });
+  });
+
+  it.each([
+    ["not json", "{"],
+    ["no type", JSON.stringify({ version: 1 })],
+    ["array", "[]"],
+    ["ack without digest", JSON.stringify({ type: "ack", version: 1 })],
+    ["ack with string version", JSON.stringify({ type: "ack", version: "1", digest: sha("") })],
+    ["activity with bad time", JSON.stringify({ type: "activity", routes: { [A]: "yesterday" } })],
+    ["__proto__ type", JSON.stringify({ type: "__proto__" })],
+  ])("refuses %s", (_name, text) => {
+    expect(parseInbound(text).kind).not.toBe("frame");
+  });
+});
+
+function route(id: string, version: number): RouteView {
+  return { id, version } as RouteView;
+}
+
+function entry(version: number, id: string, op: "upsert" | "delete"): LoggedEntry {
+  return {
+    version,
+    worker_id: "w",
+    route_id: id,
+    op,
+    route: op === "upsert" ? route(id, version) : null,
+  };
+}
+
+describe("WorkerSession frames", () => {
+  const socket = {
+    readyState: 1,
+    OPEN: 1,
+    bufferedAmount: 0,
+    send: () => undefined,
+  } as unknown as WebSocket;
+
+  it("keeps diffs contiguous, lets the last change per route win, and digests the result", () => {
+    const s = new WorkerSession("w", socket, new Date());
+    const snap = s.snapshot(5, [route(A, 4)]);
+    expect(snap.digest).toBe(sha(`${A} 4\n`));
+    const d1 = s.diff(8, [entry(6, B, "upsert"), entry(7, A, "delete"), entry(8, B, "upsert")]);
+    expect(d1).toMatchObject({ from: 5, to: 8, deletes: [A] });
+    expect(d1.upserts).toEqual([route(B, 8)]);
+    expect(d1.digest).toBe(sha(`${B} 8\n`));
+    const empty = s.diff(9, []);
+    expect(empty).toMatchObject({ from: 8, to: 9, upserts: [], deletes: [] });
+    expect(s.digestMatches(9, empty.digest)).toBe(true);
+    expect(s.digestMatches(9, sha("x"))).toBe(false);
+  });
+
+  it("ignores entries the worker already holds", () => {
+    const s = new WorkerSession("w", socket, new Date());
+    s.snapshot(10, [route(A, 10)]);
+    const d = s.diff(11, [entry(9, B, "upsert"), entry(10, A, "upsert"), entry(11, A, "delete")]);
+    expect(d.upserts).toEqual([]);
+    expect(d.deletes).toEqual([A]);
+  });
+});
+
+describe("routeUrl", () => {
+  const portWorker = {
+    advertised_host: "w1.example.com",
+    frontend_mode: "port" as const,
+    tls: false,
+    wildcard_domain: null,
+    wildcard_traffic_port: null,
+  };
+  const wildcard = {
+    advertised_host: "x",
+    frontend_mode: "wildcard" as const,
+    tls: true,
+    wildcard_domain: "apps.example.com",
+    wildcard_traffic_port: null,
+  };
+  it("builds port, tcp and wildcard URLs", () => {
+    expect(routeUrl({ protocol: "http", port: 10201, subdomain: null }, portWorker)).toBe(
+      "http://w1.example.com:10201/",
+    );
+    expect(routeUrl({ protocol: "tcp", port: 10201, subdomain: null }, portWorker)).toBe(
+      "tcp://w1.example.com:10201",
+    );
+    expect(routeUrl({ protocol: "http", port: null, subdomain: "nb" }, wildcard)).toBe(
+      "https://nb.apps.example.com/",
+    );
+    expect(
+      routeUrl(
+        { protocol: "http", port: null, subdomain: "nb" },
+        { ...wildcard, wildcard_traffic_port: 8443 },
+      ),
+    ).toBe("https://nb.apps.example.com:8443/");
+    expect(
+      routeUrl({ protocol: "tcp", port: null, subdomain: "nb" }, { ...wildcard, tls: false }),
+    ).toBe("tcp://nb.apps.example.com:80");
+    expect(
+      routeUrl(
+        { protocol: "http", port: 1, subdomain: null },
+        { ...portWorker, advertised_host: "::1" },
+      ),
+    ).toBe("http://[::1]:1/");
+  });
+});
