@@ -1,12 +1,9 @@
-import { createHash } from "node:crypto";
+import { tableDigest } from "../client/digest.js";
 
 /**
- * The digest of a worker's table (API.md): SHA-256, lowercase hex, of one line "<id> <version>\n"
- * per route, sorted by id in byte order. Route ids are ASCII, so string order is byte order.
+ * The digest of a worker's table (API.md), from the session's route id → version map. The one
+ * definition lives with the client library, so that both ends of the stream compute it alike.
  */
 export function workerDigest(table: ReadonlyMap<string, number>): string {
-  const ids = [...table.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  const hash = createHash("sha256");
-  for (const id of ids) hash.update(`${id} ${table.get(id)}\n`);
-  return hash.digest("hex");
+  return tableDigest(Array.from(table, ([id, version]) => ({ id, version })));
 }
