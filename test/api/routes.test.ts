@@ -21,14 +21,20 @@ afterAll(() => h?.close());
 
 describe("POST /routes", () => {
   it("places, allocates the lowest free port and answers 201 with Location, ETag and version", async () => {
-    const res = await h.manager.post<RouteAnswer>("/routes", routeBody({ worker_id: w1.worker.id }));
+    const res = await h.manager.post<RouteAnswer>(
+      "/routes",
+      routeBody({ worker_id: w1.worker.id }),
+    );
     expect(res.status).toBe(201);
     expect(res.body.port).toBe(10200);
     expect(res.body.url).toBe("http://127.0.0.1:10200/");
     expect(res.headers.get("location")).toBe(`/routes/${res.body.id}`);
     expect(res.headers.get("etag")).toBe(`"${res.body.version}"`);
     expect(res.headers.get("x-routing-version")).toBe(String(res.body.version));
-    const again = await h.manager.post<RouteAnswer>("/routes", routeBody({ worker_id: w1.worker.id }));
+    const again = await h.manager.post<RouteAnswer>(
+      "/routes",
+      routeBody({ worker_id: w1.worker.id }),
+    );
     expect(again.body.port).toBe(10201);
     expect(again.body.version).toBe(res.body.version + 1);
   });
@@ -46,9 +52,15 @@ describe("POST /routes", () => {
   });
 
   it("answers 409 for a taken port and 422 for a port outside the range or an unknown worker", async () => {
-    const taken = await h.manager.post("/routes", routeBody({ worker_id: w1.worker.id, port: 10200 }));
+    const taken = await h.manager.post(
+      "/routes",
+      routeBody({ worker_id: w1.worker.id, port: 10200 }),
+    );
     expect(taken.status).toBe(409);
-    const outside = await h.manager.post("/routes", routeBody({ worker_id: w1.worker.id, port: 9000 }));
+    const outside = await h.manager.post(
+      "/routes",
+      routeBody({ worker_id: w1.worker.id, port: 9000 }),
+    );
     expect(outside.status).toBe(422);
     const unknown = await h.manager.post(
       "/routes",
@@ -65,7 +77,10 @@ describe("POST /routes", () => {
 
   it("serves wildcard workers at a fresh subdomain, and refuses a taken subdomain with 409", async () => {
     const wc = await registerWorker(h.registration, wildcardWorker({ tls: true }));
-    const res = await h.manager.post<RouteAnswer>("/routes", routeBody({ worker_id: wc.worker.id }));
+    const res = await h.manager.post<RouteAnswer>(
+      "/routes",
+      routeBody({ worker_id: wc.worker.id }),
+    );
     expect(res.status).toBe(201);
     expect(res.body.subdomain).toMatch(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/);
     expect(res.body.url).toBe(`https://${res.body.subdomain}.${wc.worker.wildcard_domain}/`);
@@ -81,7 +96,10 @@ describe("reading, patching and deleting routes", () => {
   it("lists with filters and cursor pagination", async () => {
     const session = `list-${Date.now()}`;
     for (let i = 0; i < 5; i++) {
-      const r = await h.manager.post("/routes", routeBody({ session_id: session, labels: { i: String(i % 2) } }));
+      const r = await h.manager.post(
+        "/routes",
+        routeBody({ session_id: session, labels: { i: String(i % 2) } }),
+      );
       expect(r.status).toBe(201);
     }
     const seen: string[] = [];
@@ -94,14 +112,20 @@ describe("reading, patching and deleting routes", () => {
       cursor = page.body.next_cursor;
     } while (cursor);
     expect(new Set(seen).size).toBe(5);
-    const labelled = await h.manager.get<{ items: RouteAnswer[] }>(`/routes?session_id=${session}&label=i:1`);
+    const labelled = await h.manager.get<{ items: RouteAnswer[] }>(
+      `/routes?session_id=${session}&label=i:1`,
+    );
     expect(labelled.body.items).toHaveLength(2);
   });
 
   it("patches with If-Match and answers 412 on a stale ETag", async () => {
     const created = await h.manager.post<RouteAnswer>("/routes", routeBody());
     const stale = `"${created.body.version - 1}"`;
-    const refused = await h.manager.patch(`/routes/${created.body.id}`, { open_to_public: true }, { "if-match": stale });
+    const refused = await h.manager.patch(
+      `/routes/${created.body.id}`,
+      { open_to_public: true },
+      { "if-match": stale },
+    );
     expect(refused.status).toBe(412);
     const ok = await h.manager.patch<RouteAnswer>(
       `/routes/${created.body.id}`,
@@ -122,8 +146,12 @@ describe("reading, patching and deleting routes", () => {
     expect((await h.manager.get(`/routes/${one.body.id}`)).status).toBe(404);
 
     const session = `gone-${Date.now()}`;
-    await h.manager.post("/routes/batch", { routes: [routeBody({ session_id: session }), routeBody({ session_id: session })] });
-    const res = await h.manager.delete<{ deleted: number; version: number }>(`/routes?session_id=${session}`);
+    await h.manager.post("/routes/batch", {
+      routes: [routeBody({ session_id: session }), routeBody({ session_id: session })],
+    });
+    const res = await h.manager.delete<{ deleted: number; version: number }>(
+      `/routes?session_id=${session}`,
+    );
     expect(res.status).toBe(200);
     expect(res.body.deleted).toBe(2);
     expect(res.headers.get("x-routing-version")).toBe(String(res.body.version));
