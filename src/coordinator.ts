@@ -49,7 +49,8 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
   const startedAt = new Date();
   const ownsDatabase = !options.database;
   const database =
-    options.database ?? (await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir }));
+    options.database ??
+    (await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir, logger }));
   try {
     await migrateToLatest(database.knex);
   } catch (error) {

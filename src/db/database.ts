@@ -4,6 +4,7 @@ import { PGlite } from "@electric-sql/pglite";
 import knexFactory, { type Knex } from "knex";
 import ClientPgLite from "knex-pglite";
 import pg from "pg";
+import type { Logger } from "../logger.js";
 import { latestMigration, migrationSource } from "./migration-source.js";
 
 // bigint columns (versions) fit comfortably in a JS number; counts come back as numbers too.
@@ -27,6 +28,22 @@ export interface OpenOptions {
   /** An already open PGlite instance (tests share a migrated template this way). */
   pglite?: PGlite;
   poolMax?: number;
+  /** Where knex's own warnings go; JSON lines instead of its plain-text console output. */
+  logger?: Logger;
+}
+
+function knexLog(logger: Logger | undefined): Knex.Config["log"] {
+  if (!logger) return undefined;
+  const line = (level: "warn" | "error" | "debug") => (message: unknown) =>
+    logger[level]("database driver", {
+      detail: message instanceof Error ? message.message : String(message),
+    });
+  return {
+    warn: line("warn"),
+    error: line("error"),
+    deprecate: line("warn"),
+    debug: line("debug"),
+  };
 }
 
 export async function openDatabase(options: OpenOptions): Promise<Database> {
@@ -36,6 +53,7 @@ export async function openDatabase(options: OpenOptions): Promise<Database> {
       connection: { connectionString: options.url, application_name: "appproxy-coordinator" },
       pool: { min: 0, max: options.poolMax ?? 10 },
       acquireConnectionTimeout: 10_000,
+      log: knexLog(options.logger),
     });
     let closed: Promise<void> | undefined;
     return {
@@ -57,6 +75,7 @@ export async function openDatabase(options: OpenOptions): Promise<Database> {
     client: ClientPgLite as unknown as typeof Knex.Client,
     dialect: "postgres",
     connection: () => ({ pglite: instance }) as object,
+    log: knexLog(options.logger),
   });
   let closed: Promise<void> | undefined;
   return {

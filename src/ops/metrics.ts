@@ -1,6 +1,6 @@
 import type { Knex } from "knex";
 import client from "prom-client";
-import { readFleetSummary } from "./fleet-summary.js";
+import { readFleetSummary, type FleetSummary } from "./fleet-summary.js";
 
 const STATUSES = ["registered", "alive", "lost", "draining"] as const;
 
@@ -58,10 +58,19 @@ export class Metrics {
       registers,
     });
 
-    let summary: ReturnType<typeof readFleetSummary> | undefined;
-    // One database read per scrape, shared by every fleet-wide metric below.
+    let summary: Promise<FleetSummary | undefined> | undefined;
+    // One database read per scrape, shared by every fleet-wide metric below. While the database
+    // cannot be read they are left out of the scrape (neither zero nor stale), so that it still
+    // serves what this process counted, the reaper's failures among them, and its process metrics.
     const fleet = () =>
-      (summary ??= readFleetSummary(knex).finally(() => setImmediate(() => (summary = undefined))));
+      (summary ??= readFleetSummary(knex)
+        .catch(() => undefined)
+        .finally(() => setImmediate(() => (summary = undefined))));
+    // reset() leaves an unlabelled metric at 0; remove() takes that series out.
+    const leaveOut = (metric: { reset(): void; remove(): void }) => {
+      metric.reset();
+      metric.remove();
+    };
     new client.Histogram({
       name: "appproxy_worker_lag_versions",
       help: "Versions each worker that is not lost is behind the routing version, over workers.",
@@ -69,6 +78,7 @@ export class Metrics {
       registers,
       async collect() {
         const s = await fleet();
+        if (!s) return leaveOut(this);
         this.reset();
         for (const w of s.workers) if (w.status !== "lost") this.observe(w.lag);
       },
@@ -78,7 +88,9 @@ export class Metrics {
       help: "The routing table's version.",
       registers,
       async collect() {
-        this.set((await fleet()).version);
+        const s = await fleet();
+        if (!s) return leaveOut(this);
+        this.set(s.version);
       },
     });
     new client.Gauge({
@@ -86,7 +98,9 @@ export class Metrics {
       help: "Routes in the table.",
       registers,
       async collect() {
-        this.set((await fleet()).routes);
+        const s = await fleet();
+        if (!s) return leaveOut(this);
+        this.set(s.routes);
       },
     });
     new client.Gauge({
@@ -96,6 +110,7 @@ export class Metrics {
       registers,
       async collect() {
         const s = await fleet();
+        if (!s) return this.reset();
         for (const status of STATUSES) {
           this.set({ status }, s.workers.filter((w) => w.status === status).length);
         }
@@ -106,7 +121,9 @@ export class Metrics {
       help: "Workers with a live stream on any instance.",
       registers,
       async collect() {
-        this.set((await fleet()).workers.filter((w) => w.connected).length);
+        const s = await fleet();
+        if (!s) return leaveOut(this);
+        this.set(s.workers.filter((w) => w.connected).length);
       },
     });
     new client.Gauge({
@@ -114,7 +131,9 @@ export class Metrics {
       help: "Routes on lost workers that no eligible worker can take yet.",
       registers,
       async collect() {
-        this.set((await fleet()).stranded);
+        const s = await fleet();
+        if (!s) return leaveOut(this);
+        this.set(s.stranded);
       },
     });
   }

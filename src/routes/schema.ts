@@ -12,7 +12,7 @@ import type { HealthCheck, Upstream } from "./model.js";
 
 const upstream = Joi.object({
   host: Joi.alternatives()
-    .try(Joi.string().ip(), Joi.string().hostname())
+    .try(Joi.string().ip({ cidr: "forbidden" }), Joi.string().hostname())
     .required()
     .messages({ "alternatives.match": "must be an IP address or a host name" }),
   port: tcpPort.required(),

@@ -3,17 +3,25 @@ import { Channel } from "../db/channels.js";
 import type { Logger } from "../logger.js";
 
 const ACK_FLUSH_MS = 5;
+/** Acknowledgements of workers whose rows a routing commit held are written again this soon. */
+const LOCKED_RETRY_MS = 20;
 
 /**
  * What the database knows of streams: which instance holds a worker's stream, when it was last
  * seen, and what it applied. Acknowledgements and sightings are written in batches (one statement
  * for many workers), never one write per frame or ping.
+ *
+ * A batch skips the worker rows that a routing commit holds locked (FOR NO KEY UPDATE SKIP LOCKED)
+ * instead of waiting for them: a statement that locks several rows one by one while a commit
+ * locks them in another order deadlocks, and PostgreSQL may then abort the commit, failing a
+ * routing request. Skipped acknowledgements are written again shortly after.
  */
 export class PresenceWriter {
   private readonly applied = new Map<string, number>();
   private readonly seen = new Set<string>();
   private ackTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
+  private stopped = false;
 
   constructor(
     private readonly knex: Knex,
@@ -54,10 +62,15 @@ export class PresenceWriter {
   /** Records an acknowledged version soon, together with others. */
   acknowledged(workerId: string, version: number): void {
     if ((this.applied.get(workerId) ?? -1) < version) this.applied.set(workerId, version);
+    this.scheduleFlush(ACK_FLUSH_MS);
+  }
+
+  private scheduleFlush(delayMs: number): void {
+    if (this.stopped) return;
     this.ackTimer ??= setTimeout(() => {
       this.ackTimer = undefined;
       void this.flush();
-    }, ACK_FLUSH_MS);
+    }, delayMs);
   }
 
   sighted(workerId: string): void {
@@ -78,17 +91,34 @@ export class PresenceWriter {
     try {
       if (applied.length > 0) {
         const values = applied.map(() => "(?::uuid, ?::bigint)").join(", ");
-        await this.knex.raw(
-          `UPDATE workers SET applied_version = GREATEST(workers.applied_version, v.version)
-           FROM (VALUES ${values}) AS v(id, version) WHERE workers.id = v.id`,
+        // Answers the acknowledgements skipped because their row was locked (and that still exist).
+        const skipped = await this.knex.raw<{ rows: Array<{ id: string }> }>(
+          `WITH v(id, version) AS (VALUES ${values}),
+           free AS (SELECT w.id FROM workers w JOIN v ON w.id = v.id
+                    FOR NO KEY UPDATE OF w SKIP LOCKED),
+           done AS (UPDATE workers SET applied_version = GREATEST(workers.applied_version, v.version)
+                    FROM v WHERE workers.id = v.id AND workers.id IN (SELECT id FROM free)
+                    RETURNING workers.id)
+           SELECT v.id FROM v WHERE v.id NOT IN (SELECT id FROM done)
+             AND EXISTS (SELECT 1 FROM workers w WHERE w.id = v.id)`,
           applied.flat(),
         );
+        const versions = new Map(applied);
+        for (const { id } of skipped.rows) {
+          const v = versions.get(id)!;
+          if ((this.applied.get(id) ?? -1) < v) this.applied.set(id, v);
+        }
+        if (skipped.rows.length > 0) this.scheduleFlush(LOCKED_RETRY_MS);
       }
       if (seen.length > 0) {
-        await this.knex("workers")
-          .whereIn("id", seen)
-          .andWhere({ connected_instance: this.instanceId })
-          .update({ last_seen_at: new Date() });
+        // A sighting skipped for a locked row is simply renewed by the next pong.
+        const ids = seen.map(() => "?::uuid").join(", ");
+        await this.knex.raw(
+          `UPDATE workers SET last_seen_at = ? WHERE id IN (
+             SELECT id FROM workers WHERE id IN (${ids}) AND connected_instance = ?
+             FOR NO KEY UPDATE SKIP LOCKED)`,
+          [new Date(), ...seen, this.instanceId],
+        );
       }
     } catch (error) {
       // Keep what was not written for the next flush; a database blip must not lose an ack.
@@ -101,6 +131,7 @@ export class PresenceWriter {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.ackTimer) clearTimeout(this.ackTimer);
     this.ackTimer = undefined;
     await this.flush();

@@ -11,7 +11,7 @@ import {
 export const registerSchema = Joi.object({
   name: dnsLabel.required(),
   advertised_host: Joi.alternatives()
-    .try(Joi.string().ip(), Joi.string().hostname())
+    .try(Joi.string().ip({ cidr: "forbidden" }), Joi.string().hostname())
     .required()
     .messages({ "alternatives.match": "must be an IP address or a host name" }),
   frontend_mode: Joi.string().valid("port", "wildcard").required(),
