@@ -160,3 +160,108 @@ export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
+
+/**
+ * Milliseconds on CLOCK_MONOTONIC (process.hrtime), which every process on one Linux machine
+ * reads alike: times taken in the bench process and in the worker process can be subtracted.
+ */
+export function nowMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+}
+
+/** Polls `condition` every `intervalMs` until it holds; throws naming `what` after `timeoutMs`. */
+export async function waitUntil(
+  what: string,
+  condition: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  intervalMs = 20,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await condition()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(intervalMs);
+  }
+}
+
+export interface Summary {
+  n: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+export function summarize(values: number[]): Summary {
+  const sorted = [...values].sort((a, b) => a - b);
+  return {
+    n: sorted.length,
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    max: sorted.length ? sorted[sorted.length - 1]! : NaN,
+  };
+}
+
+/**
+ * Open loop at a steady rate: task i starts at start + i / rate whether or not the earlier ones
+ * have finished (a slow answer does not delay later requests, so it cannot hide its own cost).
+ */
+export async function paced(
+  ratePerS: number,
+  durationMs: number,
+  task: (i: number) => Promise<void>,
+): Promise<{ started: number; seconds: number }> {
+  const total = Math.max(1, Math.floor((ratePerS * durationMs) / 1000));
+  const start = nowMs();
+  const running: Array<Promise<void>> = [];
+  for (let i = 0; i < total; i++) {
+    const wait = start + (i * 1000) / ratePerS - nowMs();
+    if (wait >= 1) await sleep(wait);
+    running.push(task(i));
+  }
+  const sendSeconds = (nowMs() - start) / 1000;
+  await Promise.all(running);
+  return { started: total, seconds: sendSeconds };
+}
+
+/** Closed loop: `concurrency` tasks in flight until `durationMs` has passed; returns tasks done. */
+export async function driveFor(
+  durationMs: number,
+  concurrency: number,
+  task: (i: number) => Promise<void>,
+): Promise<{ done: number; seconds: number; perSecond: number }> {
+  let next = 0;
+  const start = nowMs();
+  const end = start + durationMs;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (nowMs() < end) await task(next++);
+    }),
+  );
+  const seconds = (nowMs() - start) / 1000;
+  return { done: next, seconds, perSecond: next / seconds };
+}
+
+/** A process's resident memory in bytes, from /proc/<pid>/status (Linux). */
+export async function residentBytes(pid: number): Promise<number> {
+  const { readFile } = await import("node:fs/promises");
+  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  const kib = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+  if (!kib) throw new Error(`no VmRSS for process ${pid}`);
+  return Number(kib[1]) * 1024;
+}
+
+/** The value of one sample in Prometheus text, matched by name and a subset of its labels. */
+export function metricSample(text: string, name: string, labels: Record<string, string> = {}) {
+  for (const line of text.split("\n")) {
+    if (!line.startsWith(name) || (line[name.length] !== "{" && line[name.length] !== " ")) {
+      continue;
+    }
+    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
+    return Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return 0;
+}

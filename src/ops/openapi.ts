@@ -211,7 +211,9 @@ export const OPERATIONS: Operation[] = [
     roles: ["worker"],
     responses: {
       101: { description: "Switching Protocols" },
+      400: { description: "`since` is not a version" },
       404: { description: "Unknown or removed worker" },
+      503: { description: "The coordinator is stopping, or cannot read the database" },
     },
   },
   {
