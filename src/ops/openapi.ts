@@ -110,7 +110,9 @@ function ipRule(rule: unknown): unknown[] {
   const args = isRecord(rule.args) ? rule.args : {};
   const options = isRecord(args.options) ? args.options : {};
   if (options.cidr !== "forbidden") return [];
-  return [{ ...rule, args: { ...args, options: { version: ["ipv4", "ipv6"], ...options } } }];
+  // joi keeps `version: undefined` in the options; an explicit list makes IPv4 or IPv6.
+  const version = options.version ?? ["ipv4", "ipv6"];
+  return [{ ...rule, args: { ...args, options: { ...options, version } } }];
 }
 
 export const EXAMPLES = {

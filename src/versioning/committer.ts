@@ -132,7 +132,16 @@ export class Committer {
       for (const item of group) item.reject(translated);
       return;
     }
-    if (allEntries.length > 0) for (const l of this.listeners) l(head, allEntries);
+    if (allEntries.length > 0) {
+      for (const l of this.listeners) {
+        // A listener's failure must not keep committed changes from being answered.
+        try {
+          l(head, allEntries);
+        } catch {
+          // The hub also re-reads the log's head on a timer; nothing is lost.
+        }
+      }
+    }
     group.forEach((item, i) => {
       const o = outcomes[i]!;
       if (!o.ok) return item.reject(translateDatabaseError(o.error));
