@@ -24,7 +24,8 @@ export interface WorkerCliConfig {
 export type WorkerCliParse =
   { ok: true; config: WorkerCliConfig } | { ok: false; help: boolean; problems: string[] };
 
-const NAME_PATTERN = /^[a-z0-9-]{1,63}$/;
+// The coordinator's rule for worker names: a DNS label.
+const NAME_PATTERN = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 const FLAGS = {
   name: { type: "string" },

@@ -12,4 +12,6 @@ export const StreamCloseCode = {
   Backlog: 4008,
   /** A frame was not valid JSON of a known shape. */
   BadFrame: 4400,
+  /** The worker was removed by an operator; it registers again to come back as a new worker. */
+  WorkerRemoved: 4404,
 } as const;

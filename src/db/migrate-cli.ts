@@ -1,7 +1,14 @@
-import { loadConfig } from "../config.js";
+import { ConfigError, loadConfig, type Config } from "../config.js";
 import { migrateToLatest, openDatabase } from "./database.js";
 
-const config = loadConfig();
+let config: Config;
+try {
+  config = loadConfig();
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error;
+  for (const problem of error.problems) console.error(problem);
+  process.exit(1);
+}
 const db = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
 try {
   await migrateToLatest(db.knex);
