@@ -173,21 +173,6 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 }
 
-/** Polls `condition` every `intervalMs` until it holds; throws naming `what` after `timeoutMs`. */
-export async function waitUntil(
-  what: string,
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-  intervalMs = 20,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await condition()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(intervalMs);
-  }
-}
-
 export interface Summary {
   n: number;
   p50: number;
@@ -217,13 +202,19 @@ export async function paced(
   const total = Math.max(1, Math.floor((ratePerS * durationMs) / 1000));
   const start = nowMs();
   const running: Array<Promise<void>> = [];
-  for (let i = 0; i < total; i++) {
+  let failure: { error: unknown } | undefined;
+  for (let i = 0; i < total && !failure; i++) {
     const wait = start + (i * 1000) / ratePerS - nowMs();
     if (wait >= 1) await sleep(wait);
-    running.push(task(i));
+    running.push(
+      task(i).catch((error: unknown) => {
+        failure ??= { error };
+      }),
+    );
   }
   const sendSeconds = (nowMs() - start) / 1000;
   await Promise.all(running);
+  if (failure) throw failure.error;
   return { started: total, seconds: sendSeconds };
 }
 
@@ -264,4 +255,23 @@ export function metricSample(text: string, name: string, labels: Record<string, 
     return Number(line.slice(line.lastIndexOf(" ") + 1));
   }
   return 0;
+}
+
+/** CPU time (user + system) a process has used so far, in seconds, from /proc/<pid>/stat. */
+export async function processCpuSeconds(pid: number): Promise<number> {
+  const { readFile } = await import("node:fs/promises");
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+  // Fields after the command name, which is in parentheses and may hold spaces.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** The whole machine's CPU time so far, busy and total, in clock ticks, from /proc/stat. */
+export async function machineCpuTicks(): Promise<{ busy: number; total: number }> {
+  const { readFile } = await import("node:fs/promises");
+  const line = (await readFile("/proc/stat", "utf8")).split("\n")[0]!;
+  const ticks = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = ticks.reduce((a, b) => a + b, 0);
+  const idle = ticks[3]! + ticks[4]!;
+  return { busy: total - idle, total };
 }
