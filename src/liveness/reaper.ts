@@ -1,12 +1,13 @@
 import type { Knex } from "knex";
+import { Channel } from "../db/channels.js";
 import type { DatabaseKind } from "../db/database.js";
 import type { Logger } from "../logger.js";
 import { relocateRoutes } from "../placement/relocate.js";
 import { findRoutesOfWorker } from "../routes/repository.js";
 import { RouteService } from "../routes/service.js";
 import type { Committer } from "../versioning/committer.js";
-import { findWorker, setStatus } from "../workers/repository.js";
-import { WorkerService } from "../workers/service.js";
+import type { WorkerRow } from "../workers/model.js";
+import { deleteWorker, findWorker, setStatus } from "../workers/repository.js";
 import {
   countStranded,
   findExpiredRouteIds,
@@ -49,7 +50,6 @@ export interface ReaperRun {
  */
 export class Reaper {
   private readonly routes: RouteService;
-  private readonly workers: WorkerService;
 
   constructor(
     private readonly knex: Knex,
@@ -59,7 +59,6 @@ export class Reaper {
     private readonly logger: Logger,
   ) {
     this.routes = new RouteService(knex, committer);
-    this.workers = new WorkerService(knex, committer);
   }
 
   async run(now = new Date()): Promise<ReaperRun> {
@@ -93,9 +92,9 @@ export class Reaper {
     for (const w of vanished) {
       const marked = await this.committer.submit("workers.lost", async (ctx) => {
         const current = await findWorker(ctx.tx, w.id);
-        // Re-checked under the lock: it may have come back since the query.
-        if (!current || current.liveness_since.getTime() !== w.liveness_since.getTime())
-          return false;
+        // Re-checked under the lock: it may have come back since the query (registered again,
+        // or opened a stream, which changes its presence but not its liveness clock).
+        if (!current || !samePresence(current, w)) return false;
         if (current.status !== "registered" && current.status !== "alive") return false;
         await setStatus(ctx.tx, w.id, "lost", ctx.now);
         return true;
@@ -115,8 +114,20 @@ export class Reaper {
     }
 
     for (const w of await findForgettable(this.knex, now, s.workerForgetAfterS, BATCH)) {
-      await this.workers.remove(w.id, true);
-      result.forgotten.push(w.id);
+      const forgotten = await this.committer.submit("workers.delete", async (ctx) => {
+        const current = await findWorker(ctx.tx, w.id);
+        // Re-checked under the lock: a worker that came back since the query is not forgotten.
+        if (!current || current.status !== "lost" || !samePresence(current, w)) return false;
+        if (time(current.lost_at) !== time(w.lost_at)) return false;
+        // As DELETE /workers/{id}?force=true: routes move where they can, the rest go.
+        await relocateRoutes(ctx, current, await findRoutesOfWorker(ctx.tx, w.id), {
+          deleteStranded: true,
+        });
+        await deleteWorker(ctx.tx, w.id);
+        await ctx.tx.raw("SELECT pg_notify(?, ?)", [Channel.WorkerRemoved, w.id]);
+        return true;
+      });
+      if (forgotten.result) result.forgotten.push(w.id);
     }
     if (result.forgotten.length > 0)
       this.logger.info("workers forgotten", { workers: result.forgotten });
@@ -131,6 +142,17 @@ export class Reaper {
     result.stranded = await countStranded(this.knex);
     return result;
   }
+}
+
+const time = (d: Date | null): number | null => (d === null ? null : new Date(d).getTime());
+
+/** True when nothing about the worker's streams or registration changed between two reads. */
+function samePresence(a: WorkerRow, b: WorkerRow): boolean {
+  return (
+    time(a.liveness_since) === time(b.liveness_since) &&
+    time(a.last_seen_at) === time(b.last_seen_at) &&
+    a.connected_instance === b.connected_instance
+  );
 }
 
 function idle(): ReaperRun {

@@ -6,27 +6,27 @@ import {
   type AppError,
   type FieldProblem,
 } from "../errors.js";
-import {
-  hasRoom,
-  leastLoaded,
-  occupy,
-  portInRange,
-  servingRejection,
-} from "../placement/placement.js";
+import { hasRoom, leastLoaded, portInRange, servingRejection } from "../placement/placement.js";
 import { freshSubdomain } from "../placement/subdomain.js";
-import type { ChangeContext } from "../versioning/change.js";
+import type { ChangeContext, MergedContext, MergedResult } from "../versioning/change.js";
 import { adjustRouteCounts, loadCandidates, type CandidateRow } from "../workers/repository.js";
-import { presentRoute, type RouteRow, type RouteView } from "./model.js";
 import { requestHash } from "./hash.js";
+import { presentRoute, type RouteRow, type RouteView } from "./model.js";
 import {
   findRoutesByIds,
   freePortsAmong,
   insertRoutes,
   takeLowestPorts,
-  takePort,
+  takePorts,
   takenSubdomains,
 } from "./repository.js";
 import type { RouteInput } from "./schema.js";
+
+/** One create request: a single route, or a batch that is created all or nothing. */
+export interface CreateRequest {
+  inputs: RouteInput[];
+  batch: boolean;
+}
 
 export interface CreateOutcome {
   items: RouteView[];
@@ -34,14 +34,15 @@ export interface CreateOutcome {
   created: boolean;
 }
 
-interface Placed {
+interface Placement {
   index: number;
   input: RouteInput;
   id: string;
+  hash: string;
   worker: CandidateRow;
   port: number | null;
   subdomain: string | null;
-  /** A port still to be allocated (the lowest free one) at the end. */
+  /** Takes the lowest free port of the worker when the rows are written. */
   needsPort: boolean;
 }
 
@@ -56,226 +57,351 @@ function fail(
   return make(detail, [{ path, message: detail }]);
 }
 
-/**
- * Creates routes inside a change: places each on a worker, books its port or subdomain and
- * records it for the stream. All or nothing: any failure throws and the change rolls back.
- */
+/** Creates the routes of one request inside a change; throws when the request fails. */
 export async function createRoutes(
   ctx: ChangeContext,
   inputs: RouteInput[],
   batch: boolean,
 ): Promise<CreateOutcome> {
-  const { tx } = ctx;
-  const hashes = inputs.map((input) => requestHash(input));
-  const askedIds = inputs.flatMap((i) => (i.id ? [i.id] : []));
-  const existing = new Map((await findRoutesByIds(tx, askedIds)).map((r) => [r.id, r]));
-  const items: Array<RouteView | undefined> = inputs.map(() => undefined);
-  const fresh: Array<{ index: number; input: RouteInput }> = [];
-  inputs.forEach((input, index) => {
-    const stored = input.id ? existing.get(input.id) : undefined;
-    if (!stored) return fresh.push({ index, input });
-    if (stored.request_hash !== hashes[index]) {
-      throw conflict(`Route ${input.id} already exists with a different body.`);
+  const merged: MergedContext = {
+    tx: ctx.tx,
+    now: ctx.now,
+    takeVersion: () => ctx.version,
+    record: (_version, entry) => ctx.record(entry),
+  };
+  const [result] = await createRouteRequests(merged, [{ inputs, batch }]);
+  if (!result!.ok) throw result!.error;
+  return result!.value;
+}
+
+/**
+ * Creates the routes of many requests in one pass: a few reads for all of them, placement and
+ * allocation in memory, then one write per table. Each request succeeds or fails on its own
+ * (a batch all or nothing) and each successful one takes its own version, in order.
+ */
+export async function createRouteRequests(
+  ctx: MergedContext,
+  requests: CreateRequest[],
+): Promise<Array<MergedResult<CreateOutcome>>> {
+  const plan = await CreatePlan.load(ctx, requests);
+  const results = requests.map((request) => plan.place(request));
+  await plan.write(ctx, results);
+  return results.map((r) => (r.ok ? { ok: true, value: r.outcome, version: r.version } : r));
+}
+
+type Planned =
+  | { ok: true; outcome: CreateOutcome; placements: Placement[]; version?: number }
+  | { ok: false; error: unknown };
+
+/** What a run of creates needs to know from the database, and the bookings made in memory. */
+class CreatePlan {
+  /** Routes created earlier in this run, by id: a later retry of the same id sees them. */
+  private readonly createdHere = new Map<string, { hash: string; placement: Placement }>();
+  private readonly bookedSubdomains = new Set<string>();
+
+  private constructor(
+    private readonly existing: Map<string, { hash: string; view: RouteView }>,
+    private readonly workers: Map<string, CandidateRow>,
+    private readonly pool: CandidateRow[],
+    /** Free "worker:port" pairs among the ports some request asked for. */
+    private readonly freeAsked: Set<string>,
+    /** Taken "domain/subdomain" pairs among the subdomains some request asked for. */
+    private readonly takenAsked: Set<string>,
+  ) {}
+
+  static async load(ctx: MergedContext, requests: CreateRequest[]): Promise<CreatePlan> {
+    const { tx } = ctx;
+    const inputs = requests.flatMap((r) => r.inputs);
+    const ids = inputs.flatMap((i) => (i.id ? [i.id] : []));
+    const existing = new Map(
+      (await findRoutesByIds(tx, ids)).map((r) => [
+        r.id,
+        { hash: r.request_hash, view: presentRoute(r, r.w) },
+      ]),
+    );
+    const pinnedIds = [...new Set(inputs.flatMap((i) => (i.worker_id ? [i.worker_id] : [])))];
+    const rows = [
+      ...(pinnedIds.length > 0 ? await loadCandidates(tx, inputs.length, pinnedIds) : []),
+      ...(inputs.some((i) => !i.worker_id) ? await loadCandidates(tx, inputs.length) : []),
+    ];
+    const workers = new Map<string, CandidateRow>();
+    for (const row of rows) if (!workers.has(row.id)) workers.set(row.id, row);
+    const pool = [...workers.values()].filter(
+      (w) => w.status === "registered" || w.status === "alive",
+    );
+    const askedPorts = inputs.flatMap((i) => (i.port !== undefined ? [i.port] : []));
+    const freeAsked = await freePortsAmong(
+      tx,
+      [...workers.values()].filter((w) => w.frontend_mode === "port").map((w) => w.id),
+      askedPorts,
+    );
+    const askedSubdomains = inputs.flatMap((i) => (i.subdomain ? [i.subdomain] : []));
+    const domains = [...workers.values()].flatMap((w) =>
+      w.wildcard_domain ? [w.wildcard_domain] : [],
+    );
+    const takenAsked = await takenSubdomains(tx, domains, askedSubdomains);
+    return new CreatePlan(existing, workers, pool, freeAsked, takenAsked);
+  }
+
+  /** Places one request's routes in memory; a failure undoes that request's bookings only. */
+  place(request: CreateRequest): Planned {
+    const undo: Array<() => void> = [];
+    try {
+      return this.placeRequest(request, undo);
+    } catch (error) {
+      for (const step of undo.reverse()) step();
+      return { ok: false, error };
     }
-    items[index] = presentRoute(stored, stored.w);
-  });
-  if (fresh.length === 0) return { items: items as RouteView[], created: false };
+  }
 
-  const pinnedIds = [
-    ...new Set(fresh.flatMap((f) => (f.input.worker_id ? [f.input.worker_id] : []))),
-  ];
-  const pinned = new Map(
-    (await loadCandidates(tx, inputs.length, pinnedIds)).map((c) => [c.id, c]),
-  );
-  const needPool = fresh.some((f) => !f.input.worker_id);
-  const pool = needPool ? await loadCandidates(tx, inputs.length) : [];
+  private placeRequest({ inputs, batch }: CreateRequest, undo: Array<() => void>): Planned {
+    const items: Array<RouteView | undefined> = inputs.map(() => undefined);
+    const placements: Placement[] = [];
+    const seen = new Set<string>();
+    inputs.forEach((input, index) => {
+      const hash = requestHash(input);
+      if (input.id) {
+        if (seen.has(input.id)) {
+          throw fail(conflict, `Route ${input.id} appears twice.`, at(index, batch, "id"));
+        }
+        seen.add(input.id);
+        const stored = this.existing.get(input.id);
+        const here = this.createdHere.get(input.id);
+        if (stored || here) {
+          if ((stored?.hash ?? here!.hash) !== hash) {
+            throw conflict(`Route ${input.id} already exists with a different body.`);
+          }
+          // Routes made earlier in this run get their view once the rows are written.
+          items[index] = stored?.view;
+          if (here) placements.push({ ...here.placement, index });
+          return;
+        }
+      }
+      const worker = input.worker_id
+        ? this.pinned(index, input, batch)
+        : this.anywhere(index, input, batch);
+      const placement = this.book(index, input, hash, worker, batch, undo);
+      placements.push(placement);
+    });
+    const fresh = placements.filter((p) => !this.existing.has(p.id) && !this.createdHere.has(p.id));
+    for (const p of fresh) {
+      this.createdHere.set(p.id, { hash: p.hash, placement: p });
+      undo.push(() => this.createdHere.delete(p.id));
+    }
+    return {
+      ok: true,
+      outcome: { items: items as RouteView[], created: fresh.length > 0 },
+      placements,
+    };
+  }
 
-  const placed: Placed[] = [];
-  const batchSubdomains = new Set<string>();
-  for (const { index, input } of fresh) {
-    const target = input.worker_id
-      ? placePinned(index, input, pinned, batch)
-      : await placeAnywhere(ctx, index, input, pool, batch);
-    const worker = target.worker;
+  private pinned(index: number, input: RouteInput, batch: boolean): CandidateRow {
+    const path = at(index, batch, "worker_id");
+    const worker = this.workers.get(input.worker_id!);
+    if (!worker) throw fail(unprocessable, `Worker ${input.worker_id} is unknown.`, path);
+    const rejection = servingRejection(worker, input);
+    if (rejection) throw fail(unprocessable, `Worker cannot take the route: ${rejection}.`, path);
+    if (input.port !== undefined && !portInRange(worker, input.port)) {
+      const why =
+        worker.frontend_mode === "port"
+          ? `Port ${input.port} lies outside the range ${worker.port_lo}-${worker.port_hi} of worker ${worker.name}.`
+          : `Worker ${worker.name} serves subdomains, not ports.`;
+      throw fail(unprocessable, why, at(index, batch, "port"));
+    }
+    if (input.subdomain !== undefined && worker.frontend_mode !== "wildcard") {
+      throw fail(
+        unprocessable,
+        `Worker ${worker.name} serves ports, not subdomains.`,
+        at(index, batch, "subdomain"),
+      );
+    }
+    if (worker.capacity !== null && worker.route_count >= worker.capacity) {
+      throw unavailable(`Worker ${worker.name} is at its capacity of ${worker.capacity} routes.`);
+    }
+    if (worker.frontend_mode === "port" && input.port === undefined && worker.free_ports <= 0) {
+      throw unavailable(`Worker ${worker.name} has no free port left.`);
+    }
+    return worker;
+  }
+
+  private anywhere(index: number, input: RouteInput, batch: boolean): CandidateRow {
+    const able = this.pool.filter((c) => servingRejection(c, input) === undefined && hasRoom(c));
+    let fits = able;
+    if (input.port !== undefined) {
+      const inRange = able.filter((c) => portInRange(c, input.port!));
+      fits = inRange.filter((c) => this.freeAsked.has(`${c.id}:${input.port}`));
+      if (fits.length === 0 && inRange.length > 0) {
+        throw fail(
+          conflict,
+          `Port ${input.port} is taken on every worker that could serve the route.`,
+          at(index, batch, "port"),
+        );
+      }
+    } else if (input.subdomain !== undefined) {
+      const wildcard = able.filter((c) => c.frontend_mode === "wildcard");
+      fits = wildcard.filter((c) => !this.subdomainTaken(c.wildcard_domain!, input.subdomain!));
+      if (fits.length === 0 && wildcard.length > 0) {
+        throw fail(
+          conflict,
+          `Subdomain ${input.subdomain} is taken on every domain that could serve the route.`,
+          at(index, batch, "subdomain"),
+        );
+      }
+    }
+    const worker = leastLoaded(fits, () => true);
+    if (!worker) {
+      const selector =
+        Object.keys(input.worker_selector).length > 0 ? ", with its worker_selector" : "";
+      throw unavailable(
+        `No worker can take the route${batch ? ` at routes.${index}` : ""} (${input.protocol}, ${input.mode}${selector}).`,
+      );
+    }
+    return worker;
+  }
+
+  private subdomainTaken(domain: string, subdomain: string): boolean {
+    const key = `${domain}/${subdomain}`;
+    return this.takenAsked.has(key) || this.bookedSubdomains.has(key);
+  }
+
+  /** Books the route's port or subdomain on `worker` and counts it there. */
+  private book(
+    index: number,
+    input: RouteInput,
+    hash: string,
+    worker: CandidateRow,
+    batch: boolean,
+    undo: Array<() => void>,
+  ): Placement {
     let port: number | null = null;
     let subdomain: string | null = null;
     let needsPort = false;
     if (worker.frontend_mode === "port") {
       if (input.port !== undefined) {
-        if (!(await takePort(tx, worker.id, input.port))) {
+        const key = `${worker.id}:${input.port}`;
+        if (!this.freeAsked.has(key)) {
           throw fail(
             conflict,
             `Port ${input.port} is already taken on worker ${worker.name}.`,
             at(index, batch, "port"),
           );
         }
+        this.freeAsked.delete(key);
+        undo.push(() => this.freeAsked.add(key));
         port = input.port;
       } else needsPort = true;
     } else {
       subdomain = input.subdomain ?? freshSubdomain(input.app);
-      const key = `${worker.wildcard_domain}/${subdomain}`;
-      const taken =
-        batchSubdomains.has(key) ||
-        (await takenSubdomains(tx, [worker.wildcard_domain!], [subdomain])).size > 0;
-      if (taken) {
+      if (this.subdomainTaken(worker.wildcard_domain!, subdomain)) {
         throw fail(
           conflict,
           `Subdomain ${subdomain} is already taken on ${worker.wildcard_domain}.`,
           at(index, batch, "subdomain"),
         );
       }
-      batchSubdomains.add(key);
+      const key = `${worker.wildcard_domain}/${subdomain}`;
+      this.bookedSubdomains.add(key);
+      undo.push(() => this.bookedSubdomains.delete(key));
     }
-    occupy(worker, worker.frontend_mode === "port");
-    placed.push({ index, input, id: input.id ?? randomUUID(), worker, port, subdomain, needsPort });
+    const usesPort = worker.frontend_mode === "port";
+    worker.route_count += 1;
+    if (usesPort) worker.free_ports -= 1;
+    undo.push(() => {
+      worker.route_count -= 1;
+      if (usesPort) worker.free_ports += 1;
+    });
+    return { index, input, id: input.id ?? randomUUID(), hash, worker, port, subdomain, needsPort };
   }
 
-  await allocatePorts(ctx, placed);
-
-  const counts = new Map<string, number>();
-  const rows: RouteRow[] = placed.map((p) => {
-    counts.set(p.worker.id, (counts.get(p.worker.id) ?? 0) + 1);
-    return {
-      id: p.id,
-      session_id: p.input.session_id,
-      kernel_id: p.input.kernel_id ?? null,
-      endpoint_id: p.input.endpoint_id ?? null,
-      app: p.input.app,
-      protocol: p.input.protocol,
-      mode: p.input.mode,
-      upstreams: p.input.upstreams,
-      health_check: p.input.health_check,
-      worker_selector: p.input.worker_selector,
-      worker_id: p.worker.id,
-      port: p.port,
-      subdomain: p.subdomain,
-      wildcard_domain: p.subdomain ? p.worker.wildcard_domain : null,
-      open_to_public: p.input.open_to_public,
-      allowed_client_ips: p.input.allowed_client_ips,
-      user_id: p.input.user_id ?? null,
-      project_id: p.input.project_id ?? null,
-      labels: p.input.labels,
-      expires_at: p.input.expires_at,
-      last_activity_at: null,
-      version: ctx.version,
-      request_hash: hashes[p.index]!,
-      created_at: ctx.now,
-      updated_at: ctx.now,
-    };
-  });
-  await insertRoutes(tx, rows);
-  await adjustRouteCounts(tx, counts);
-  rows.forEach((row, i) => {
-    const view = presentRoute(row, placed[i]!.worker);
-    items[placed[i]!.index] = view;
-    ctx.record({ workerId: row.worker_id, routeId: row.id, op: "upsert", route: view });
-  });
-  return { items: items as RouteView[], created: true };
-}
-
-function placePinned(
-  index: number,
-  input: RouteInput,
-  pinned: Map<string, CandidateRow>,
-  batch: boolean,
-): { worker: CandidateRow } {
-  const path = at(index, batch, "worker_id");
-  const worker = pinned.get(input.worker_id!);
-  if (!worker) throw fail(unprocessable, `Worker ${input.worker_id} is unknown.`, path);
-  const rejection = servingRejection(worker, input);
-  if (rejection) throw fail(unprocessable, `Worker cannot take the route: ${rejection}.`, path);
-  checkAddressFits(worker, input, index, batch);
-  if (worker.capacity !== null && worker.route_count >= worker.capacity) {
-    throw unavailable(`Worker ${worker.name} is at its capacity of ${worker.capacity} routes.`);
-  }
-  if (worker.frontend_mode === "port" && input.port === undefined && worker.free_ports <= 0) {
-    throw unavailable(`Worker ${worker.name} has no free port left.`);
-  }
-  return { worker };
-}
-
-function checkAddressFits(worker: CandidateRow, input: RouteInput, index: number, batch: boolean) {
-  if (input.port !== undefined && !portInRange(worker, input.port)) {
-    const why =
-      worker.frontend_mode === "port"
-        ? `Port ${input.port} lies outside the range ${worker.port_lo}-${worker.port_hi} of worker ${worker.name}.`
-        : `Worker ${worker.name} serves subdomains, not ports.`;
-    throw fail(unprocessable, why, at(index, batch, "port"));
-  }
-  if (input.subdomain !== undefined && worker.frontend_mode !== "wildcard") {
-    throw fail(
-      unprocessable,
-      `Worker ${worker.name} serves ports, not subdomains.`,
-      at(index, batch, "subdomain"),
-    );
-  }
-}
-
-async function placeAnywhere(
-  ctx: ChangeContext,
-  index: number,
-  input: RouteInput,
-  pool: CandidateRow[],
-  batch: boolean,
-): Promise<{ worker: CandidateRow }> {
-  const able = pool.filter((c) => servingRejection(c, input) === undefined && hasRoom(c));
-  let fits = able;
-  if (input.port !== undefined) {
-    const inRange = able.filter((c) => portInRange(c, input.port!));
-    const free = await freePortsAmong(
-      ctx.tx,
-      inRange.map((c) => c.id),
-      [input.port],
-    );
-    fits = inRange.filter((c) => free.has(`${c.id}:${input.port}`));
-    if (fits.length === 0 && inRange.length > 0) {
-      throw fail(
-        conflict,
-        `Port ${input.port} is taken on every worker that could serve the route.`,
-        at(index, batch, "port"),
-      );
+  /** Writes every successful request's routes, each under its own version. */
+  async write(ctx: MergedContext, results: Planned[]): Promise<void> {
+    const { tx } = ctx;
+    const fresh: Array<{ placement: Placement; result: Planned & { ok: true } }> = [];
+    const written = new Set<string>();
+    for (const result of results) {
+      if (!result.ok) continue;
+      const mine = result.placements.filter((p) => !written.has(p.id) && !this.existing.has(p.id));
+      if (mine.length === 0) continue;
+      result.version = ctx.takeVersion();
+      for (const p of mine) {
+        written.add(p.id);
+        fresh.push({ placement: p, result });
+      }
     }
-  } else if (input.subdomain !== undefined) {
-    const wildcard = able.filter((c) => c.frontend_mode === "wildcard");
-    const taken = await takenSubdomains(
-      ctx.tx,
-      wildcard.map((c) => c.wildcard_domain!),
-      [input.subdomain],
-    );
-    fits = wildcard.filter((c) => !taken.has(`${c.wildcard_domain}/${input.subdomain}`));
-    if (fits.length === 0 && wildcard.length > 0) {
-      throw fail(
-        conflict,
-        `Subdomain ${input.subdomain} is taken on every domain that could serve the route.`,
-        at(index, batch, "subdomain"),
-      );
-    }
-  }
-  const worker = leastLoaded(fits, () => true);
-  if (!worker) {
-    throw unavailable(
-      `No worker can take the route${batch ? ` at routes.${index}` : ""} (${input.protocol}, ${input.mode}${
-        Object.keys(input.worker_selector).length > 0 ? ", with its worker_selector" : ""
-      }).`,
-    );
-  }
-  return { worker };
-}
+    if (fresh.length === 0) return this.fillRetries(results, new Map());
 
-/** Gives each route that needs one the lowest free port of its worker, one query per worker. */
-async function allocatePorts(ctx: ChangeContext, placed: Placed[]): Promise<void> {
-  const byWorker = new Map<string, Placed[]>();
-  for (const p of placed) {
-    if (!p.needsPort) continue;
-    const list = byWorker.get(p.worker.id) ?? [];
-    list.push(p);
-    byWorker.set(p.worker.id, list);
-  }
-  for (const [workerId, list] of byWorker) {
-    const ports = await takeLowestPorts(ctx.tx, workerId, list.length);
-    if (ports.length < list.length) {
-      throw unavailable(`Worker ${list[0]!.worker.name} has no free port left.`);
+    await takePorts(
+      tx,
+      fresh.flatMap(({ placement: p }) =>
+        p.port !== null && !p.needsPort ? [{ workerId: p.worker.id, port: p.port }] : [],
+      ),
+    );
+    const needing = new Map<string, Placement[]>();
+    for (const { placement: p } of fresh) {
+      if (!p.needsPort) continue;
+      const list = needing.get(p.worker.id);
+      if (list) list.push(p);
+      else needing.set(p.worker.id, [p]);
     }
-    list.forEach((p, i) => (p.port = ports[i]!));
+    for (const [workerId, list] of needing) {
+      const ports = await takeLowestPorts(tx, workerId, list.length);
+      if (ports.length < list.length) {
+        throw new Error(`worker ${workerId} had fewer free ports than counted`);
+      }
+      list.forEach((p, i) => (p.port = ports[i]!));
+    }
+
+    const counts = new Map<string, number>();
+    const views = new Map<string, RouteView>();
+    const rows = fresh.map(({ placement: p, result }) => {
+      counts.set(p.worker.id, (counts.get(p.worker.id) ?? 0) + 1);
+      const row: RouteRow = {
+        id: p.id,
+        session_id: p.input.session_id,
+        kernel_id: p.input.kernel_id ?? null,
+        endpoint_id: p.input.endpoint_id ?? null,
+        app: p.input.app,
+        protocol: p.input.protocol,
+        mode: p.input.mode,
+        upstreams: p.input.upstreams,
+        health_check: p.input.health_check,
+        worker_selector: p.input.worker_selector,
+        worker_id: p.worker.id,
+        port: p.port,
+        subdomain: p.subdomain,
+        wildcard_domain: p.subdomain ? p.worker.wildcard_domain : null,
+        open_to_public: p.input.open_to_public,
+        allowed_client_ips: p.input.allowed_client_ips,
+        user_id: p.input.user_id ?? null,
+        project_id: p.input.project_id ?? null,
+        labels: p.input.labels,
+        expires_at: p.input.expires_at,
+        last_activity_at: null,
+        version: result.version!,
+        request_hash: p.hash,
+        created_at: ctx.now,
+        updated_at: ctx.now,
+      };
+      const view = presentRoute(row, p.worker);
+      views.set(p.id, view);
+      ctx.record(result.version!, {
+        workerId: p.worker.id,
+        routeId: p.id,
+        op: "upsert",
+        route: view,
+      });
+      return row;
+    });
+    await insertRoutes(tx, rows);
+    await adjustRouteCounts(tx, counts);
+    this.fillRetries(results, views);
+  }
+
+  /** Puts each request's routes, new or found, in the order it gave them. */
+  private fillRetries(results: Planned[], views: Map<string, RouteView>): void {
+    for (const result of results) {
+      if (!result.ok) continue;
+      for (const p of result.placements) result.outcome.items[p.index] ??= views.get(p.id)!;
+    }
   }
 }

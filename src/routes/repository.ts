@@ -159,6 +159,21 @@ export async function takePort(
   return rows.length > 0;
 }
 
+/** Books the given (worker, port) pairs, all known to be free, in one statement. */
+export async function takePorts(
+  tx: Knex.Transaction,
+  pairs: Array<{ workerId: string; port: number }>,
+): Promise<void> {
+  if (pairs.length === 0) return;
+  const values = pairs.map(() => "(?::uuid, ?::int)").join(", ");
+  const result = await tx.raw<{ rows: unknown[] }>(
+    `DELETE FROM free_ports f USING (VALUES ${values}) AS v(worker_id, port)
+     WHERE f.worker_id = v.worker_id AND f.port = v.port RETURNING f.port`,
+    pairs.flatMap((p) => [p.workerId, p.port]),
+  );
+  if (result.rows.length !== pairs.length) throw new Error("a port expected free was taken");
+}
+
 /** Books the `count` lowest free ports of the worker, lowest first. */
 export async function takeLowestPorts(
   tx: Knex.Transaction,

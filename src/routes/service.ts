@@ -3,7 +3,7 @@ import { badRequest, notFound, preconditionFailed, validationFailed } from "../e
 import type { Committed } from "../versioning/change.js";
 import type { Committer } from "../versioning/committer.js";
 import { adjustRouteCounts } from "../workers/repository.js";
-import { createRoutes, type CreateOutcome } from "./create.js";
+import { createRouteRequests, createRoutes, type CreateOutcome } from "./create.js";
 import { presentRoute, type RouteRow, type RouteView } from "./model.js";
 import {
   deleteRoutes,
@@ -75,8 +75,10 @@ export class RouteService {
       }
       seen.set(input.id, i);
     });
-    return this.committer.submit(batch ? "routes.batch" : "routes.create", (ctx) =>
-      createRoutes(ctx, inputs, batch),
+    return this.committer.submit(
+      batch ? "routes.batch" : "routes.create",
+      (ctx) => createRoutes(ctx, inputs, batch),
+      { key: "routes.create", input: { inputs, batch }, applyMany: createRouteRequests },
     );
   }
 

@@ -3,6 +3,12 @@ import { presentRoute, type RouteView } from "../routes/model.js";
 import { findRoutesOfWorker } from "../routes/repository.js";
 import { findWorker } from "../workers/repository.js";
 
+/** Which of `workerIds` still exist. */
+export async function existingWorkers(db: Knex, workerIds: string[]): Promise<Set<string>> {
+  const rows = (await db("workers").whereIn("id", workerIds).select("id")) as Array<{ id: string }>;
+  return new Set(rows.map((r) => r.id));
+}
+
 /** One row of the change log as the hub reads it. */
 export interface LoggedEntry {
   version: number;

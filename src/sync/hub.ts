@@ -1,7 +1,13 @@
 import type { Knex } from "knex";
 import type { Logger } from "../logger.js";
 import type { PropagationWatch } from "../versioning/propagation.js";
-import { readEntries, readHead, readWorkerView, type LoggedEntry } from "./changelog.js";
+import {
+  existingWorkers,
+  readEntries,
+  readHead,
+  readWorkerView,
+  type LoggedEntry,
+} from "./changelog.js";
 import { CloseCode, FrameError } from "./close-codes.js";
 import { STREAM_PROTOCOL, type InboundFrame } from "./frames.js";
 import type { PresenceWriter } from "./presence.js";
@@ -11,6 +17,11 @@ import type { WorkerSession } from "./session.js";
 const EMPTY_ADVANCE_MS = 200;
 /** The change log's head is re-read this often even without a notification. */
 const SAFETY_POLL_MS = 1000;
+/**
+ * Streams of removed workers are looked for this often: a removal's notification is lost when
+ * it commits while this instance's LISTEN connection is down.
+ */
+const REMOVED_CHECK_MS = 5000;
 
 export interface HubEvents {
   frameSent?(type: string): void;
@@ -33,6 +44,7 @@ export class Hub {
   private readonly lagging = new Set<WorkerSession>();
   private advanceTimer: NodeJS.Timeout | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
+  private removedTimer: NodeJS.Timeout | undefined;
   private readonly commitTimes = new Map<number, number>();
   private stopped = false;
 
@@ -50,6 +62,8 @@ export class Hub {
     this.processed = (await readHead(this.knex)).version;
     this.pollTimer = setInterval(() => this.wake(), SAFETY_POLL_MS);
     this.pollTimer.unref();
+    this.removedTimer = setInterval(() => void this.closeRemoved(), REMOVED_CHECK_MS);
+    this.removedTimer.unref();
   }
 
   get connectedCount(): number {
@@ -253,6 +267,18 @@ export class Hub {
       ?.closeWith(CloseCode.WorkerRemoved, FrameError.WorkerRemoved, "worker was removed");
   }
 
+  /** Closes the streams of workers that no longer exist, as a missed removal notice would have. */
+  private async closeRemoved(): Promise<void> {
+    const ids = [...this.sessions.keys()];
+    if (ids.length === 0 || this.stopped) return;
+    try {
+      const present = await existingWorkers(this.knex, ids);
+      for (const id of ids) if (!present.has(id)) this.removed(id);
+    } catch (error) {
+      this.logger.warn("could not check for removed workers", { error: String(error) });
+    }
+  }
+
   /** Pings every stream; terminates one that missed two pongs in a row. */
   heartbeat(): void {
     for (const session of this.sessions.values()) {
@@ -275,6 +301,7 @@ export class Hub {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.pollTimer) clearInterval(this.pollTimer);
+    if (this.removedTimer) clearInterval(this.removedTimer);
     if (this.advanceTimer) clearTimeout(this.advanceTimer);
     for (const session of this.sessions.values()) {
       session.close(CloseCode.GoingAway, "coordinator shutting down");

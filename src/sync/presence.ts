@@ -3,7 +3,7 @@ import { Channel } from "../db/channels.js";
 import type { Logger } from "../logger.js";
 
 const ACK_FLUSH_MS = 5;
-/** Acknowledgements of workers whose rows a routing commit held are written again this soon. */
+/** What was skipped because a routing commit held the worker's row is written again this soon. */
 const LOCKED_RETRY_MS = 20;
 
 /**
@@ -14,7 +14,7 @@ const LOCKED_RETRY_MS = 20;
  * A batch skips the worker rows that a routing commit holds locked (FOR NO KEY UPDATE SKIP LOCKED)
  * instead of waiting for them: a statement that locks several rows one by one while a commit
  * locks them in another order deadlocks, and PostgreSQL may then abort the commit, failing a
- * routing request. Skipped acknowledgements are written again shortly after.
+ * routing request. Skipped acknowledgements and sightings are written again shortly after.
  */
 export class PresenceWriter {
   private readonly applied = new Map<string, number>();
@@ -111,14 +111,19 @@ export class PresenceWriter {
         if (skipped.rows.length > 0) this.scheduleFlush(LOCKED_RETRY_MS);
       }
       if (seen.length > 0) {
-        // A sighting skipped for a locked row is simply renewed by the next pong.
-        const ids = seen.map(() => "?::uuid").join(", ");
-        await this.knex.raw(
-          `UPDATE workers SET last_seen_at = ? WHERE id IN (
-             SELECT id FROM workers WHERE id IN (${ids}) AND connected_instance = ?
-             FOR NO KEY UPDATE SKIP LOCKED)`,
-          [new Date(), ...seen, this.instanceId],
+        const values = seen.map(() => "(?::uuid)").join(", ");
+        const skipped = await this.knex.raw<{ rows: Array<{ id: string }> }>(
+          `WITH v(id) AS (VALUES ${values}),
+           free AS (SELECT w.id FROM workers w JOIN v ON w.id = v.id
+                    WHERE w.connected_instance = ? FOR NO KEY UPDATE OF w SKIP LOCKED),
+           done AS (UPDATE workers SET last_seen_at = ? WHERE id IN (SELECT id FROM free)
+                    RETURNING id)
+           SELECT v.id FROM v WHERE v.id NOT IN (SELECT id FROM done)
+             AND EXISTS (SELECT 1 FROM workers w WHERE w.id = v.id AND w.connected_instance = ?)`,
+          [...seen, this.instanceId, new Date(), this.instanceId],
         );
+        for (const { id } of skipped.rows) this.seen.add(id);
+        if (skipped.rows.length > 0) this.scheduleFlush(LOCKED_RETRY_MS);
       }
     } catch (error) {
       // Keep what was not written for the next flush; a database blip must not lose an ack.

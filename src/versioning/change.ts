@@ -28,3 +28,26 @@ export interface Committed<T> {
   /** Workers whose tables this change touched. */
   workerIds: string[];
 }
+
+/**
+ * Handed to a merged run of changes of one kind (see Committer.submit's `merge`): each change
+ * that succeeds takes its own version, in the order of the run.
+ */
+export interface MergedContext {
+  readonly tx: Knex.Transaction;
+  readonly now: Date;
+  /** Takes the next version for one change of the run. */
+  takeVersion(): number;
+  record(version: number, entry: ChangeEntry): void;
+}
+
+/** One change's result in a merged run; `version` is the one it took, if it changed anything. */
+export type MergedResult<T> =
+  { ok: true; value: T; version?: number } | { ok: false; error: unknown };
+
+/** A change that can run together with others of the same `key` in one pass. */
+export interface Mergeable<I, T> {
+  key: string;
+  input: I;
+  applyMany(ctx: MergedContext, inputs: I[]): Promise<Array<MergedResult<T>>>;
+}

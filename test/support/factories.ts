@@ -4,7 +4,10 @@ let counter = 0;
 const unique = (prefix: string) => `${prefix}-${process.pid}-${++counter}`;
 
 export interface WorkerAnswer {
-  worker: { id: string; name: string; status: string; route_count: number } & Record<string, unknown>;
+  worker: { id: string; name: string; status: string; route_count: number } & Record<
+    string,
+    unknown
+  >;
   token: string;
   stream_url: string;
   version: number;
