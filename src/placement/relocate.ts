@@ -6,9 +6,9 @@ import {
   freePortsAmong,
   releasePorts,
   takeLowestPorts,
-  takePort,
+  takePorts,
   takenSubdomains,
-  updateRoute,
+  moveRoutes,
 } from "../routes/repository.js";
 import type { ChangeContext } from "../versioning/change.js";
 import type { WorkerRow } from "../workers/model.js";
@@ -102,20 +102,27 @@ export async function relocateRoutes(
   await bookPorts(ctx, moves);
   const counts = new Map<string, number>();
   const bump = (id: string, d: number) => counts.set(id, (counts.get(id) ?? 0) + d);
-  for (const m of moves) {
-    const changes: Partial<RouteRow> = {
-      worker_id: m.target.id,
-      port: m.port,
-      subdomain: m.subdomain,
-      wildcard_domain: m.subdomain ? m.target.wildcard_domain : null,
+  const placed = moves.map((m) => ({
+    id: m.route.id,
+    workerId: m.target.id,
+    port: m.port,
+    subdomain: m.subdomain,
+    wildcardDomain: m.subdomain ? m.target.wildcard_domain : null,
+  }));
+  await moveRoutes(tx, placed, ctx.version, ctx.now);
+  moves.forEach((m, i) => {
+    const p = placed[i]!;
+    bump(source.id, -1);
+    bump(m.target.id, 1);
+    const row: RouteRow = {
+      ...m.route,
+      worker_id: p.workerId,
+      port: p.port,
+      subdomain: p.subdomain,
+      wildcard_domain: p.wildcardDomain,
       version: ctx.version,
       updated_at: ctx.now,
     };
-    // Free the subdomain first when it moves to another domain's worker under the same name.
-    await updateRoute(tx, m.route.id, changes);
-    bump(source.id, -1);
-    bump(m.target.id, 1);
-    const row: RouteRow = { ...m.route, ...changes } as RouteRow;
     ctx.record({ workerId: source.id, routeId: m.route.id, op: "delete" });
     ctx.record({
       workerId: m.target.id,
@@ -123,7 +130,7 @@ export async function relocateRoutes(
       op: "upsert",
       route: presentRoute(row, m.target),
     });
-  }
+  });
   const releasable = moves.flatMap((m) => (m.route.port !== null ? [m.route.port] : []));
   if (options.deleteStranded && stranded.length > 0) {
     await deleteRoutes(
@@ -146,20 +153,24 @@ export async function relocateRoutes(
 
 async function bookPorts(ctx: ChangeContext, moves: Move[]): Promise<void> {
   const fresh = new Map<string, Move[]>();
+  const kept: Array<{ workerId: string; port: number }> = [];
   for (const m of moves) {
     if (m.target.frontend_mode !== "port") continue;
     if (m.port !== null) {
-      if (!(await takePort(ctx.tx, m.target.id, m.port))) {
-        throw new Error(`port ${m.port} of worker ${m.target.name} was expected free`);
-      }
+      kept.push({ workerId: m.target.id, port: m.port });
       continue;
     }
     const list = fresh.get(m.target.id) ?? [];
     list.push(m);
     fresh.set(m.target.id, list);
   }
+  await takePorts(ctx.tx, kept);
+  const booked = await takeLowestPorts(
+    ctx.tx,
+    new Map([...fresh].map(([workerId, list]) => [workerId, list.length])),
+  );
   for (const [workerId, list] of fresh) {
-    const ports = await takeLowestPorts(ctx.tx, workerId, list.length);
+    const ports = booked.get(workerId) ?? [];
     list.forEach((m, i) => (m.port = ports[i] ?? null));
   }
 }

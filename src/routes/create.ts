@@ -343,8 +343,12 @@ class CreatePlan {
       if (list) list.push(p);
       else needing.set(p.worker.id, [p]);
     }
+    const booked = await takeLowestPorts(
+      tx,
+      new Map([...needing].map(([workerId, list]) => [workerId, list.length])),
+    );
     for (const [workerId, list] of needing) {
-      const ports = await takeLowestPorts(tx, workerId, list.length);
+      const ports = booked.get(workerId) ?? [];
       if (ports.length < list.length) {
         throw new Error(`worker ${workerId} had fewer free ports than counted`);
       }

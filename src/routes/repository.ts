@@ -136,27 +136,42 @@ export async function updateRoute(
   await tx("routes").where({ id }).update(encoded);
 }
 
+/** Puts routes on their new workers (and addresses) under `version`, one statement per 1,000. */
+export async function moveRoutes(
+  tx: Knex.Transaction,
+  moves: Array<{
+    id: string;
+    workerId: string;
+    port: number | null;
+    subdomain: string | null;
+    wildcardDomain: string | null;
+  }>,
+  version: number,
+  now: Date,
+): Promise<void> {
+  for (let i = 0; i < moves.length; i += 1000) {
+    const chunk = moves.slice(i, i + 1000);
+    const values = chunk.map(() => "(?::uuid, ?::uuid, ?::int, ?::text, ?::text)").join(", ");
+    await tx.raw(
+      `UPDATE routes SET worker_id = v.worker_id, port = v.port, subdomain = v.subdomain,
+         wildcard_domain = v.wildcard_domain, version = ?, updated_at = ?
+       FROM (VALUES ${values}) AS v(id, worker_id, port, subdomain, wildcard_domain)
+       WHERE routes.id = v.id`,
+      [
+        version,
+        now,
+        ...chunk.flatMap((m) => [m.id, m.workerId, m.port, m.subdomain, m.wildcardDomain]),
+      ],
+    );
+  }
+}
+
 export async function deleteRoutes(tx: Knex.Transaction, ids: string[]): Promise<void> {
   for (let i = 0; i < ids.length; i += 1000) {
     await tx("routes")
       .whereIn("id", ids.slice(i, i + 1000))
       .delete();
   }
-}
-
-/** Books `port` on the worker; false when it is not free (taken, or outside the range). */
-export async function takePort(
-  tx: Knex.Transaction,
-  workerId: string,
-  port: number,
-): Promise<boolean> {
-  // RETURNING, not the affected count: on PGlite (knex-pglite) `.delete()` answers the raw
-  // result object instead of a number, which made every asked-for port look taken.
-  const rows = (await tx("free_ports")
-    .where({ worker_id: workerId, port })
-    .delete()
-    .returning("port")) as Array<{ port: number }>;
-  return rows.length > 0;
 }
 
 /** Books the given (worker, port) pairs, all known to be free, in one statement. */
@@ -174,19 +189,35 @@ export async function takePorts(
   if (result.rows.length !== pairs.length) throw new Error("a port expected free was taken");
 }
 
-/** Books the `count` lowest free ports of the worker, lowest first. */
+/**
+ * Books, for each worker, the `count` lowest of its free ports, in one statement for all of
+ * them. Returns each worker's ports, lowest first.
+ */
 export async function takeLowestPorts(
   tx: Knex.Transaction,
-  workerId: string,
-  count: number,
-): Promise<number[]> {
-  const result = await tx.raw<{ rows: Array<{ port: number }> }>(
-    `DELETE FROM free_ports WHERE worker_id = ? AND port IN (
-       SELECT port FROM free_ports WHERE worker_id = ? ORDER BY port LIMIT ?)
-     RETURNING port`,
-    [workerId, workerId, count],
+  wanted: Map<string, number>,
+): Promise<Map<string, number[]>> {
+  const booked = new Map<string, number[]>();
+  if (wanted.size === 0) return booked;
+  const values = [...wanted].map(() => "(?::uuid, ?::int)").join(", ");
+  const result = await tx.raw<{ rows: Array<{ worker_id: string; port: number }> }>(
+    `WITH want(worker_id, n) AS (VALUES ${values}),
+     picked AS (
+       SELECT p.worker_id, p.port FROM want w CROSS JOIN LATERAL (
+         SELECT f.worker_id, f.port FROM free_ports f
+         WHERE f.worker_id = w.worker_id ORDER BY f.port LIMIT w.n) p)
+     DELETE FROM free_ports f USING picked
+     WHERE f.worker_id = picked.worker_id AND f.port = picked.port
+     RETURNING f.worker_id, f.port`,
+    [...wanted].flat(),
   );
-  return result.rows.map((r) => r.port).sort((a, b) => a - b);
+  for (const row of result.rows) {
+    const list = booked.get(row.worker_id);
+    if (list) list.push(row.port);
+    else booked.set(row.worker_id, [row.port]);
+  }
+  for (const list of booked.values()) list.sort((x, y) => x - y);
+  return booked;
 }
 
 /** Returns ports to their worker's free list. */

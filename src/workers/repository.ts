@@ -138,13 +138,17 @@ export async function deleteWorker(tx: Knex.Transaction, id: string): Promise<vo
   await tx("workers").where({ id }).delete();
 }
 
-/** Applies route-count deltas, one statement per worker touched. */
+/** Applies route-count deltas to every worker touched, in one statement. */
 export async function adjustRouteCounts(
   tx: Knex.Transaction,
   deltas: Map<string, number>,
 ): Promise<void> {
-  for (const [id, delta] of deltas) {
-    if (delta === 0) continue;
-    await tx("workers").where({ id }).increment("route_count", delta);
-  }
+  const changed = [...deltas].filter(([, delta]) => delta !== 0);
+  if (changed.length === 0) return;
+  const values = changed.map(() => "(?::uuid, ?::int)").join(", ");
+  await tx.raw(
+    `UPDATE workers SET route_count = workers.route_count + v.delta
+     FROM (VALUES ${values}) AS v(id, delta) WHERE workers.id = v.id`,
+    changed.flat(),
+  );
 }
