@@ -95,7 +95,7 @@ export class Reaper {
         // Re-checked under the lock: it may have come back since the query (registered again,
         // or opened a stream, which changes its presence but not its liveness clock).
         if (!current || !samePresence(current, w)) return false;
-        if (current.status !== "registered" && current.status !== "alive") return false;
+        if (current.status === "lost") return false;
         await setStatus(ctx.tx, w.id, "lost", ctx.now);
         return true;
       });

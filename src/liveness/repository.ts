@@ -4,8 +4,9 @@ import type { WorkerRow } from "../workers/model.js";
 type Db = Knex | Knex.Transaction;
 
 /**
- * Eligible workers with no live stream anywhere for `lostAfterS`: none connected (or the holding
- * instance stopped reporting it), and none since max(its liveness clock, `notBefore`).
+ * Workers not yet lost with no live stream anywhere for `lostAfterS`: none connected (or the
+ * holding instance stopped reporting it), and none since max(its liveness clock, `notBefore`).
+ * Draining workers count too: one that vanished mid-drain must not keep its routes unserved.
  */
 export async function findVanishedWorkers(
   db: Db,
@@ -21,7 +22,7 @@ export async function findVanishedWorkers(
   const q = db("workers");
   if (onlyId) void q.where({ id: onlyId });
   return (await q
-    .whereIn("status", ["registered", "alive"])
+    .whereIn("status", ["registered", "alive", "draining"])
     .andWhere("liveness_since", "<", cutoff)
     .andWhere((q) => q.whereNull("last_seen_at").orWhere("last_seen_at", "<", cutoff))
     .andWhere((q) =>

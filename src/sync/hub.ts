@@ -41,7 +41,6 @@ export class Hub {
   private processed = -1;
   private queue: Promise<void> = Promise.resolve();
   private pumpQueued = false;
-  private readonly lagging = new Set<WorkerSession>();
   private advanceTimer: NodeJS.Timeout | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
   private removedTimer: NodeJS.Timeout | undefined;
@@ -115,37 +114,31 @@ export class Hub {
       if (list) list.push(e);
       else byWorker.set(e.worker_id, [e]);
     }
-    for (const session of this.sessions.values()) {
-      if (!session.ready || session.version >= head) continue;
-      const mine = byWorker.get(session.workerId);
-      if (mine && mine.some((e) => e.version > session.version)) {
-        this.sendDiff(session, head, mine);
-      } else {
-        this.lagging.add(session);
-      }
+    // Only the workers this change touched, whatever the size of the fleet.
+    for (const [workerId, mine] of byWorker) {
+      const session = this.sessions.get(workerId);
+      if (!session || !session.ready || session.version >= head) continue;
+      if (mine.some((e) => e.version > session.version)) this.sendDiff(session, head, mine);
     }
-    if (this.lagging.size > 0) {
-      this.advanceTimer ??= setTimeout(() => {
-        this.advanceTimer = undefined;
-        void this.enqueue(async () => this.advanceLagging());
-      }, EMPTY_ADVANCE_MS);
-    }
+    // The others learn the new version from one empty diff each, at most every EMPTY_ADVANCE_MS.
+    this.advanceTimer ??= setTimeout(() => {
+      this.advanceTimer = undefined;
+      void this.enqueue(async () => this.advanceUntouched());
+    }, EMPTY_ADVANCE_MS);
   }
 
   private sendDiff(session: WorkerSession, to: number, entries: LoggedEntry[]): void {
-    this.lagging.delete(session);
     const frame = session.diff(to, entries);
     if (session.send(JSON.stringify(frame))) this.events.frameSent?.("diff");
   }
 
   /** Brings workers no change touched up to the processed version with an empty diff. */
-  private advanceLagging(): void {
-    for (const session of this.lagging) {
+  private advanceUntouched(): void {
+    for (const session of this.sessions.values()) {
       if (!session.closed && session.ready && session.version < this.processed) {
         this.sendDiff(session, this.processed, []);
       }
     }
-    this.lagging.clear();
   }
 
   /**
@@ -155,7 +148,6 @@ export class Hub {
   attach(session: WorkerSession, since: number | undefined): Promise<void> {
     const previous = this.sessions.get(session.workerId);
     if (previous) {
-      this.lagging.delete(previous);
       previous.close(CloseCode.Replaced, "replaced by a newer stream");
     }
     this.sessions.set(session.workerId, session);
@@ -174,7 +166,8 @@ export class Hub {
 
   private async sendInitial(session: WorkerSession, since: number | undefined): Promise<void> {
     if (session.closed) return;
-    const view = await readWorkerView(this.knex, session.workerId, since);
+    const view = await this.readViewOrClose(session, since);
+    if (!view) return;
     if (!view.exists) {
       session.closeWith(CloseCode.WorkerRemoved, FrameError.WorkerRemoved, "worker was removed");
       return;
@@ -187,8 +180,7 @@ export class Hub {
         this.events.frameSent?.("snapshot");
       }
     }
-    if (view.head < this.processed) this.lagging.add(session);
-    else if (view.head > this.processed) this.wake();
+    if (view.head > this.processed) this.wake();
   }
 
   /** Acts on one validated frame from a worker. */
@@ -228,22 +220,45 @@ export class Hub {
 
   private async resync(session: WorkerSession): Promise<void> {
     if (session.closed) return;
-    const view = await readWorkerView(this.knex, session.workerId, undefined);
+    const view = await this.readViewOrClose(session, undefined);
+    if (!view) return;
     if (!view.exists) {
       session.closeWith(CloseCode.WorkerRemoved, FrameError.WorkerRemoved, "worker was removed");
       return;
     }
-    this.lagging.delete(session);
     if (session.send(JSON.stringify(session.snapshot(view.head, view.table)))) {
       this.events.frameSent?.("snapshot");
     }
-    if (view.head < this.processed) this.lagging.add(session);
+  }
+
+  /**
+   * The worker's table from the database; when it cannot be read (the database is away), the
+   * stream is closed with 1011 so that the worker reconnects and resumes rather than waiting on a
+   * stream that will never bring its table.
+   */
+  private async readViewOrClose(
+    session: WorkerSession,
+    since: number | undefined,
+  ): Promise<Awaited<ReturnType<typeof readWorkerView>> | undefined> {
+    try {
+      return await readWorkerView(this.knex, session.workerId, since);
+    } catch (error) {
+      this.logger.warn("cannot read a worker's table", {
+        worker_id: session.workerId,
+        error: String(error),
+      });
+      session.closeWith(
+        CloseCode.InternalError,
+        FrameError.Internal,
+        "table unavailable; reconnect",
+      );
+      return undefined;
+    }
   }
 
   /** The stream closed: forget it and start the worker's liveness clock. */
   detach(session: WorkerSession): void {
     session.closed = true;
-    this.lagging.delete(session);
     if (this.sessions.get(session.workerId) !== session) return;
     this.sessions.delete(session.workerId);
     void this.presence.disconnected(session.workerId, new Date()).catch((error: unknown) => {

@@ -18,7 +18,8 @@ export interface StreamEndpointEvents {
 }
 
 function refuse(socket: Duplex, status: number, title: string, detail: string): void {
-  const body = JSON.stringify({ type: "about:blank", title, status, detail });
+  const code = title.toLowerCase().replace(/ /g, "_");
+  const body = JSON.stringify({ type: `urn:appproxy:problem:${code}`, title, status, detail });
   socket.end(
     `HTTP/1.1 ${status} ${title}\r\n` +
       "Content-Type: application/problem+json\r\n" +
@@ -108,11 +109,12 @@ export function attachStreamEndpoint(deps: {
       if (session.closed) return;
       const text = isBinary ? undefined : rawText(data);
       const parsed = text === undefined ? undefined : parseInbound(text);
+      // Worker-chosen type names never become metric labels: unknown ones count as "unknown".
       const type =
         parsed?.kind === "frame"
           ? parsed.frame.type
           : parsed?.kind === "ignored"
-            ? parsed.type
+            ? "unknown"
             : "invalid";
       events.frameReceived?.(type);
       if (!parsed || parsed.kind === "invalid") {

@@ -26,10 +26,21 @@ function workerId(raw: string): string {
   return raw.toLowerCase();
 }
 
-/** Where this coordinator's stream is reached, as the caller reached its HTTP. */
+const firstForwarded = (value: string | undefined): string | undefined =>
+  value?.split(",")[0]?.trim() || undefined;
+
+/**
+ * Where the caller reaches this coordinator's stream: as it reached its HTTP, including what a
+ * proxy in front says of the original scheme, host and path prefix (X-Forwarded-Proto, -Host,
+ * -Prefix). Trusting these headers is safe here: the answer only tells the caller itself where to
+ * connect, and the stream authenticates whoever connects.
+ */
 function streamUrl(req: Request, id: string): string {
-  const scheme = req.protocol === "https" ? "wss" : "ws";
-  return `${scheme}://${req.get("host") ?? "localhost"}/workers/${id}/stream`;
+  const proto = firstForwarded(req.get("x-forwarded-proto")) ?? req.protocol;
+  const scheme = proto === "https" || proto === "wss" ? "wss" : "ws";
+  const host = firstForwarded(req.get("x-forwarded-host")) ?? req.get("host") ?? "localhost";
+  const prefix = (firstForwarded(req.get("x-forwarded-prefix")) ?? "").replace(/\/+$/, "");
+  return `${scheme}://${host}${prefix}/workers/${id}/stream`;
 }
 
 /** HTTP for /workers. */
