@@ -1,26 +1,11 @@
 import Joi from "joi";
 
-export const STREAM_PROTOCOL = 1;
+import type { ErrorFrame, HelloFrame, WorkerFrame } from "../client/frames.js";
 
-export interface AckFrame {
-  type: "ack";
-  version: number;
-  digest: string;
-}
-export interface NackFrame {
-  type: "nack";
-  version: number;
-  error: string;
-}
-export interface ResyncFrame {
-  type: "resync";
-}
-export interface ActivityFrame {
-  type: "activity";
-  routes: Record<string, string>;
-}
-
-export type InboundFrame = AckFrame | NackFrame | ResyncFrame | ActivityFrame;
+// The frames' shapes are defined once, with the client library that speaks the other end.
+export { STREAM_PROTOCOL } from "../client/frames.js";
+export type { AckFrame, ActivityFrame, NackFrame, ResyncFrame } from "../client/frames.js";
+export type InboundFrame = WorkerFrame;
 
 const version = Joi.number().integer().min(0).required();
 const known: Record<InboundFrame["type"], Joi.ObjectSchema> = {
@@ -68,12 +53,6 @@ export function parseInbound(text: string): ParsedFrame {
   return { kind: "frame", frame: value as InboundFrame };
 }
 
-export interface HelloFrame {
-  type: "hello";
-  protocol: number;
-  instance_id: string;
-  heartbeat_interval_s: number;
-}
 export interface SnapshotFrame {
   type: "snapshot";
   version: number;
@@ -88,10 +67,5 @@ export interface DiffFrame {
   deletes: string[];
   digest: string;
 }
-export interface ErrorFrame {
-  type: "error";
-  code: string;
-  message: string;
-}
-
+/** Snapshots and diffs as the hub builds them (routes as the API shows them). */
 export type OutboundFrame = HelloFrame | SnapshotFrame | DiffFrame | ErrorFrame;
