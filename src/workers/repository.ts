@@ -39,7 +39,9 @@ export async function loadCandidates(
     .select(
       "w.*",
       db.raw(
-        "(SELECT count(*) FROM (SELECT 1 FROM free_ports f WHERE f.worker_id = w.id LIMIT ?) s)::int AS free_ports",
+        // ORDER BY the key keeps the planner on the index: with a bare LIMIT it may scan the
+        // table, expecting free ports of every worker to be spread evenly through it.
+        "(SELECT count(*) FROM (SELECT 1 FROM free_ports f WHERE f.worker_id = w.id ORDER BY f.worker_id, f.port LIMIT ?) s)::int AS free_ports",
         [needPorts],
       ),
     )
