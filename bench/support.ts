@@ -275,3 +275,17 @@ export async function machineCpuTicks(): Promise<{ busy: number; total: number }
   const idle = ticks[3]! + ticks[4]!;
   return { busy: total - idle, total };
 }
+
+/** Math.max over an array of any length (spreading a long one overflows the stack); NaN wins. */
+export function maxOf(values: number[]): number {
+  let best = -Infinity;
+  for (const v of values) best = Math.max(best, v);
+  return best;
+}
+
+/** Math.min over an array of any length; NaN wins. */
+export function minOf(values: number[]): number {
+  let best = Infinity;
+  for (const v of values) best = Math.min(best, v);
+  return best;
+}

@@ -44,6 +44,8 @@ import {
   sleep,
   summarize,
   type Summary,
+  maxOf,
+  minOf,
 } from "./support.js";
 import { sampleRoute, startWsBaseline } from "./ws-baseline.js";
 
@@ -219,8 +221,8 @@ async function cpuUse(before: CpuSnapshot) {
 
 /** Completions per second from the first start to the last end. */
 function completionRate(spans: Array<[start: number, end: number]>): number {
-  const first = Math.min(...spans.map(([s]) => s));
-  const last = Math.max(...spans.map(([, e]) => e));
+  const first = minOf(spans.map(([s]) => s));
+  const last = maxOf(spans.map(([, e]) => e));
   return spans.length / ((last - first) / 1000);
 }
 
@@ -329,7 +331,7 @@ async function runCoordinator(n: number): Promise<SystemResult> {
       flatOk.map((s) => s.seq),
       30_000,
     );
-    const lastReceipt = Math.max(...flatOk.map((s) => r.get(s.seq) ?? 0));
+    const lastReceipt = maxOf(flatOk.map((s) => r.get(s.seq) ?? 0));
     result.flat = {
       acknowledged: flatOk.length / flatRun.seconds,
       delivered: flatOk.filter((s) => r.has(s.seq)).length / ((lastReceipt - flatStart) / 1000),
@@ -345,8 +347,8 @@ async function runCoordinator(n: number): Promise<SystemResult> {
       burst.push(await source.send(burstIndex++, false));
     });
     const burstOk = burst.filter((s) => s.status < 300);
-    const lastAnswer = Math.max(...burst.map((s) => s.answeredAt));
-    const head = Math.max(...burstOk.map((s) => s.version));
+    const lastAnswer = maxOf(burst.map((s) => s.answeredAt));
+    const head = maxOf(burstOk.map((s) => s.version));
     const recorded = (async () => {
       for (;;) {
         if ((await countApplied(db, head)) >= n) return nowMs();
@@ -363,7 +365,7 @@ async function runCoordinator(n: number): Promise<SystemResult> {
       count: BURST,
       failed: burst.length - burstOk.length,
       answeredPerS: burstRun.perSecond,
-      toAllReceived: Math.max(...burstOk.map((s) => r.get(s.seq) ?? NaN)) - lastAnswer,
+      toAllReceived: maxOf(burstOk.map((s) => r.get(s.seq) ?? NaN)) - lastAnswer,
       toAllTables: tables.at - lastAnswer,
       toAllRecorded: recordedAt - lastAnswer,
       missing: burstMissing,
@@ -444,7 +446,7 @@ async function runWs(n: number): Promise<SystemResult> {
       await server.send(i++ % n, seq);
     });
     await fleet.awaitReceipts(flatSeqs, 30_000);
-    const last = Math.max(...flatSeqs.map((s) => r.get(s) ?? 0));
+    const last = maxOf(flatSeqs.map((s) => r.get(s) ?? 0));
     return {
       steady,
       flat: {
@@ -522,8 +524,8 @@ async function runEtcd(n: number): Promise<SystemResult> {
       flatPuts.map((p) => p.seq),
       30_000,
     );
-    const lastAnswer = Math.max(...flatPuts.map((p) => p.answeredAt));
-    const lastReceipt = Math.max(...flatPuts.map((p) => r.get(p.seq) ?? 0));
+    const lastAnswer = maxOf(flatPuts.map((p) => p.answeredAt));
+    const lastReceipt = maxOf(flatPuts.map((p) => r.get(p.seq) ?? 0));
     result.flat = {
       acknowledged: run.perSecond,
       delivered: (flatPuts.length - flatMissing) / ((lastReceipt - start) / 1000),
