@@ -102,18 +102,16 @@ export async function listRoutes(
   return rows.map(splitWorker);
 }
 
+/**
+ * Inserts routes as one JSON document expanded by PostgreSQL: one bound parameter, however many
+ * rows, instead of one per column and row.
+ */
 export async function insertRoutes(tx: Knex.Transaction, rows: RouteRow[]): Promise<void> {
-  const encoded = rows.map((r) => ({
-    ...r,
-    upstreams: JSON.stringify(r.upstreams),
-    health_check: r.health_check === null ? null : JSON.stringify(r.health_check),
-    worker_selector: JSON.stringify(r.worker_selector),
-    allowed_client_ips: JSON.stringify(r.allowed_client_ips),
-    labels: JSON.stringify(r.labels),
-  }));
-  for (let i = 0; i < encoded.length; i += 500) {
-    await tx("routes").insert(encoded.slice(i, i + 500));
-  }
+  if (rows.length === 0) return;
+  await tx.raw(
+    "INSERT INTO routes SELECT * FROM jsonb_populate_recordset(NULL::routes, ?::jsonb)",
+    [JSON.stringify(rows)],
+  );
 }
 
 const JSON_COLUMNS = new Set([

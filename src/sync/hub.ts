@@ -193,7 +193,10 @@ export class Hub {
           return;
         }
         session.forgetBefore(frame.version);
-        this.presence.acknowledged(session.workerId, frame.version);
+        const coversChange =
+          frame.version >= session.changedAt && session.changedAt > session.acked;
+        session.acked = Math.max(session.acked, frame.version);
+        this.presence.acknowledged(session.workerId, frame.version, coversChange);
         this.watch.acknowledged(session.workerId, frame.version);
         this.events.acknowledged?.(
           session.workerId,

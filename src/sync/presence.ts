@@ -2,7 +2,10 @@ import type { Knex } from "knex";
 import { Channel } from "../db/channels.js";
 import type { Logger } from "../logger.js";
 
+/** Acknowledgements someone may be waiting for (wait=applied on another instance). */
 const ACK_FLUSH_MS = 5;
+/** Acknowledgements of empty diffs, which only /status and metrics read. */
+const LAZY_ACK_FLUSH_MS = 1000;
 /** What was skipped because a routing commit held the worker's row is written again this soon. */
 const LOCKED_RETRY_MS = 20;
 
@@ -59,16 +62,27 @@ export class PresenceWriter {
       .update({ last_nack: JSON.stringify(nack) });
   }
 
-  /** Records an acknowledged version soon, together with others. */
-  acknowledged(workerId: string, version: number): void {
+  /**
+   * Records an acknowledged version together with others: within milliseconds when it covers a
+   * change to the worker's table (a request may wait for it), else within a second, so that a
+   * fleet acknowledging empty diffs does not rewrite every worker's row several times a second.
+   */
+  acknowledged(workerId: string, version: number, urgent = true): void {
     if ((this.applied.get(workerId) ?? -1) < version) this.applied.set(workerId, version);
-    this.scheduleFlush(ACK_FLUSH_MS);
+    this.scheduleFlush(urgent ? ACK_FLUSH_MS : LAZY_ACK_FLUSH_MS);
   }
+
+  private flushDue = Infinity;
 
   private scheduleFlush(delayMs: number): void {
     if (this.stopped) return;
-    this.ackTimer ??= setTimeout(() => {
+    const due = Date.now() + delayMs;
+    if (this.ackTimer && due >= this.flushDue) return;
+    if (this.ackTimer) clearTimeout(this.ackTimer);
+    this.flushDue = due;
+    this.ackTimer = setTimeout(() => {
       this.ackTimer = undefined;
+      this.flushDue = Infinity;
       void this.flush();
     }, delayMs);
   }

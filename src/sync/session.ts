@@ -18,6 +18,10 @@ export class WorkerSession {
   /** False until the first snapshot or diff went out; changes wait until then. */
   ready = false;
   readonly table = new Map<string, number>();
+  /** The version of the last frame that changed the worker's table (not an empty diff). */
+  changedAt = -1;
+  /** The highest version the worker acknowledged on this stream. */
+  acked = -1;
   private readonly digests = new Map<number, string>();
   lastSeen = Date.now();
   missedPongs = 0;
@@ -32,6 +36,7 @@ export class WorkerSession {
   snapshot(version: number, routes: RouteView[]): SnapshotFrame {
     this.table.clear();
     for (const r of routes) this.table.set(r.id, r.version);
+    this.changedAt = version;
     return {
       type: "snapshot",
       version,
@@ -49,6 +54,7 @@ export class WorkerSession {
     for (const r of upserts) this.table.set(r.id, r.version);
     for (const id of deletes) this.table.delete(id);
     const from = this.version;
+    if (upserts.length > 0 || deletes.length > 0) this.changedAt = to;
     return { type: "diff", from, to, upserts, deletes, digest: this.advance(to) };
   }
 
@@ -60,6 +66,7 @@ export class WorkerSession {
     const { upserts, deletes } = lastChanges(entries, since);
     this.table.clear();
     for (const r of table) this.table.set(r.id, r.version);
+    this.changedAt = to;
     return { type: "diff", from: since, to, upserts, deletes, digest: this.advance(to) };
   }
 

@@ -11,7 +11,6 @@ import type {
 } from "./change.js";
 
 const MAX_GROUP = 128;
-const ENTRY_CHUNK = 1000;
 
 type Apply<T> = (ctx: ChangeContext) => Promise<T>;
 
@@ -112,18 +111,17 @@ export class Committer {
           worker_id: e.workerId,
           route_id: e.routeId,
           op: e.op,
-          route: e.route === undefined ? null : JSON.stringify(e.route),
+          route: e.route ?? null,
         }));
-        const last = rows.splice(Math.max(0, rows.length - ENTRY_CHUNK));
-        for (let i = 0; i < rows.length; i += ENTRY_CHUNK) {
-          await tx("change_entries").insert(rows.slice(i, i + ENTRY_CHUNK));
-        }
-        // The log, the new head and the wake-up for other instances in one round trip.
+        // The log, the new head and the wake-up for other instances in one round trip; rows
+        // travel as one JSON document each, not as one parameter per column and row.
         await tx.raw(
-          "WITH c AS (?), e AS (?) UPDATE routing_state SET version = ? WHERE id = 1 RETURNING pg_notify(?, ?)",
+          `WITH c AS (INSERT INTO changes SELECT * FROM jsonb_populate_recordset(NULL::changes, ?::jsonb)),
+           e AS (INSERT INTO change_entries SELECT * FROM jsonb_populate_recordset(NULL::change_entries, ?::jsonb))
+           UPDATE routing_state SET version = ? WHERE id = 1 RETURNING pg_notify(?, ?)`,
           [
-            tx("changes").insert(log.changes),
-            tx("change_entries").insert(last),
+            JSON.stringify(log.changes),
+            JSON.stringify(rows),
             log.head,
             Channel.Routing,
             String(log.head),
