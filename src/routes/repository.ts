@@ -58,6 +58,12 @@ export async function findRoutesOfWorker(db: Db, workerId: string): Promise<Rout
   return (await db("routes").where({ worker_id: workerId }).orderBy("id")) as RouteRow[];
 }
 
+/** The routes of many workers, in one query. */
+export async function findRoutesOfWorkers(db: Db, workerIds: string[]): Promise<RouteRow[]> {
+  if (workerIds.length === 0) return [];
+  return (await db("routes").whereIn("worker_id", workerIds).orderBy("id")) as RouteRow[];
+}
+
 export async function findRoutesOfSession(db: Db, sessionId: string): Promise<RouteRow[]> {
   return (await db("routes").where({ session_id: sessionId })) as RouteRow[];
 }

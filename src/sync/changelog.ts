@@ -1,7 +1,7 @@
 import type { Knex } from "knex";
 import { presentRoute, type RouteView } from "../routes/model.js";
-import { findRoutesOfWorker } from "../routes/repository.js";
-import { findWorker } from "../workers/repository.js";
+import { findRoutesOfWorkers } from "../routes/repository.js";
+import { findWorkersByIds } from "../workers/repository.js";
 
 /** Which of `workerIds` still exist. */
 export async function existingWorkers(db: Knex, workerIds: string[]): Promise<Set<string>> {
@@ -52,25 +52,64 @@ export async function readWorkerView(
   workerId: string,
   since: number | undefined,
 ): Promise<WorkerView> {
+  const [view] = await readWorkerViews(knex, [{ workerId, since }]);
+  return view!;
+}
+
+/**
+ * The views of many workers in one snapshot and a handful of queries, whatever their number: a
+ * reconnect storm of a whole fleet costs a few statements per batch, not a transaction per worker.
+ */
+export async function readWorkerViews(
+  knex: Knex,
+  wanted: Array<{ workerId: string; since: number | undefined }>,
+): Promise<WorkerView[]> {
   return knex.transaction(
     async (tx) => {
       const { version: head, floor } = await readHead(tx);
-      const worker = await findWorker(tx, workerId);
-      if (!worker) return { head, exists: false, table: [], entries: undefined };
-      const rows = await findRoutesOfWorker(tx, workerId);
-      const table = rows.map((r) => presentRoute(r, worker));
-      let entries: LoggedEntry[] | undefined;
-      if (since !== undefined && since >= floor && since <= head) {
-        entries = (
-          (await tx("change_entries")
-            .where({ worker_id: workerId })
-            .andWhere("version", ">", since)
-            .andWhere("version", "<=", head)
-            .orderBy("version")
-            .select("version", "worker_id", "route_id", "op", "route")) as LoggedEntry[]
-        ).map((r) => ({ ...r, version: Number(r.version) }));
+      const ids = [...new Set(wanted.map((w) => w.workerId))];
+      const workers = new Map((await findWorkersByIds(tx, ids)).map((w) => [w.id, w]));
+      const tables = new Map<string, RouteView[]>();
+      for (const row of await findRoutesOfWorkers(tx, ids)) {
+        const view = presentRoute(row, workers.get(row.worker_id)!);
+        const list = tables.get(row.worker_id);
+        if (list) list.push(view);
+        else tables.set(row.worker_id, [view]);
       }
-      return { head, exists: true, table, entries };
+      const resumable = wanted.filter(
+        (w) => w.since !== undefined && w.since >= floor && w.since <= head,
+      );
+      const entries = new Map<string, LoggedEntry[]>();
+      if (resumable.length > 0) {
+        const from = Math.min(...resumable.map((w) => w.since!));
+        const rows = (await tx("change_entries")
+          .whereIn(
+            "worker_id",
+            resumable.map((w) => w.workerId),
+          )
+          .andWhere("version", ">", from)
+          .andWhere("version", "<=", head)
+          .orderBy("version")
+          .select("version", "worker_id", "route_id", "op", "route")) as LoggedEntry[];
+        for (const row of rows) {
+          const entry = { ...row, version: Number(row.version) };
+          const list = entries.get(entry.worker_id);
+          if (list) list.push(entry);
+          else entries.set(entry.worker_id, [entry]);
+        }
+      }
+      return wanted.map(({ workerId, since }) => {
+        if (!workers.has(workerId)) return { head, exists: false, table: [], entries: undefined };
+        const canResume = since !== undefined && since >= floor && since <= head;
+        return {
+          head,
+          exists: true,
+          table: tables.get(workerId) ?? [],
+          entries: canResume
+            ? (entries.get(workerId) ?? []).filter((e) => e.version > since)
+            : undefined,
+        };
+      });
     },
     { isolationLevel: "repeatable read" },
   );

@@ -6,7 +6,9 @@ import {
   readEntries,
   readHead,
   readWorkerView,
+  readWorkerViews,
   type LoggedEntry,
+  type WorkerView,
 } from "./changelog.js";
 import { CloseCode, FrameError } from "./close-codes.js";
 import { STREAM_PROTOCOL, type InboundFrame } from "./frames.js";
@@ -15,6 +17,8 @@ import type { WorkerSession } from "./session.js";
 
 /** Workers untouched by a change learn the new version within this long (an empty diff). */
 const EMPTY_ADVANCE_MS = 200;
+/** Streams whose first frame is read from the database together. */
+const INITIAL_BATCH = 500;
 /** The change log's head is re-read this often even without a notification. */
 const SAFETY_POLL_MS = 1000;
 /**
@@ -45,6 +49,12 @@ export class Hub {
   private pollTimer: NodeJS.Timeout | undefined;
   private removedTimer: NodeJS.Timeout | undefined;
   private readonly commitTimes = new Map<number, number>();
+  private readonly starting: Array<{
+    session: WorkerSession;
+    since: number | undefined;
+    done: () => void;
+  }> = [];
+  private initialsQueued = false;
   private stopped = false;
 
   constructor(
@@ -161,13 +171,54 @@ export class Hub {
     void this.presence.connected(session.workerId, session.connectedAt).catch((error: unknown) => {
       this.logger.warn("could not record stream start", { error: String(error) });
     });
-    return this.enqueue(() => this.sendInitial(session, since));
+    return new Promise<void>((done) => {
+      this.starting.push({ session, since, done });
+      if (this.initialsQueued) return;
+      this.initialsQueued = true;
+      void this.enqueue(() => this.sendInitials());
+    });
   }
 
-  private async sendInitial(session: WorkerSession, since: number | undefined): Promise<void> {
+  /**
+   * The first frame of every stream that started since the last call, from one read of the
+   * database for all of them (up to INITIAL_BATCH): a reconnecting fleet is served in a few
+   * statements per batch.
+   */
+  private async sendInitials(): Promise<void> {
+    this.initialsQueued = false;
+    const batch = this.starting.splice(0, INITIAL_BATCH);
+    if (this.starting.length > 0) {
+      this.initialsQueued = true;
+      void this.enqueue(() => this.sendInitials());
+    }
+    const live = batch.filter((b) => !b.session.closed);
+    try {
+      if (live.length === 0) return;
+      const views = await readWorkerViews(
+        this.knex,
+        live.map((b) => ({ workerId: b.session.workerId, since: b.since })),
+      );
+      live.forEach((b, i) => this.sendFirstFrame(b.session, b.since, views[i]!));
+    } catch (error) {
+      this.logger.warn("cannot read workers' tables", { error: String(error) });
+      for (const b of live) {
+        b.session.closeWith(
+          CloseCode.InternalError,
+          FrameError.Internal,
+          "table unavailable; reconnect",
+        );
+      }
+    } finally {
+      for (const b of batch) b.done();
+    }
+  }
+
+  private sendFirstFrame(
+    session: WorkerSession,
+    since: number | undefined,
+    view: WorkerView,
+  ): void {
     if (session.closed) return;
-    const view = await this.readViewOrClose(session, since);
-    if (!view) return;
     if (!view.exists) {
       session.closeWith(CloseCode.WorkerRemoved, FrameError.WorkerRemoved, "worker was removed");
       return;
