@@ -80,7 +80,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
     activity: (workerId, routes) => activity.report(workerId, routes),
   });
   await hub.start();
-  committer.onCommit((version) => hub.committedLocally(version));
+  committer.onCommit((first, head, entries) => hub.committedLocally(first, head, entries));
   const listener = new NotificationListener(
     database,
     [Channel.Routing, Channel.Streams, Channel.WorkerRemoved],

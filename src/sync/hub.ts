@@ -1,5 +1,7 @@
 import type { Knex } from "knex";
 import type { Logger } from "../logger.js";
+import type { RouteView } from "../routes/model.js";
+import type { ChangeEntry } from "../versioning/change.js";
 import type { PropagationWatch } from "../versioning/propagation.js";
 import {
   existingWorkers,
@@ -83,14 +85,35 @@ export class Hub {
     return this.sessions.has(workerId);
   }
 
-  /** Remembers when a version committed here, for the propagation histogram. */
-  committedLocally(version: number): void {
-    this.commitTimes.set(version, Date.now());
-    if (this.commitTimes.size > 10_000) {
-      const oldest = this.commitTimes.keys().next().value as number;
-      this.commitTimes.delete(oldest);
+  /**
+   * A commit of this instance: its entries are already in memory, so when nothing else committed
+   * since the hub's last range they are sent without reading the log again. Also remembers when
+   * each version committed, for the propagation histogram.
+   */
+  committedLocally(
+    first: number,
+    head: number,
+    entries: ReadonlyArray<{ version: number; entry: ChangeEntry }>,
+  ): void {
+    const now = Date.now();
+    for (let v = first; v <= head; v++) this.commitTimes.set(v, now);
+    while (this.commitTimes.size > 10_000) {
+      this.commitTimes.delete(this.commitTimes.keys().next().value as number);
     }
-    this.wake();
+    if (this.stopped) return;
+    void this.enqueue(async () => {
+      if (this.processed !== first - 1) return this.pump();
+      this.distribute(
+        head,
+        entries.map(({ version, entry }) => ({
+          version,
+          worker_id: entry.workerId,
+          route_id: entry.routeId,
+          op: entry.op,
+          route: (entry.route as RouteView | undefined) ?? null,
+        })),
+      );
+    });
   }
 
   /** Something may have committed: read the log's head soon (coalesced). */
@@ -117,6 +140,12 @@ export class Hub {
     if (head <= this.processed) return;
     const from = this.processed;
     const entries = this.sessions.size > 0 ? await readEntries(this.knex, from, head) : [];
+    this.distribute(head, entries);
+  }
+
+  /** Sends the versions after `processed` up to `head`, given their entries in version order. */
+  private distribute(head: number, entries: LoggedEntry[]): void {
+    if (head <= this.processed) return;
     this.processed = head;
     const byWorker = new Map<string, LoggedEntry[]>();
     for (const e of entries) {

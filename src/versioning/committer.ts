@@ -14,6 +14,13 @@ const MAX_GROUP = 128;
 
 type Apply<T> = (ctx: ChangeContext) => Promise<T>;
 
+/** Told of each commit: its versions `first`…`head` and every entry, with its version. */
+export type CommitListener = (
+  first: number,
+  head: number,
+  entries: ReadonlyArray<{ version: number; entry: ChangeEntry }>,
+) => void;
+
 interface Pending {
   kind: string;
   apply: Apply<unknown>;
@@ -49,7 +56,7 @@ interface GroupLog {
 export class Committer {
   private readonly queue: Pending[] = [];
   private running = false;
-  private listeners: Array<(version: number, entries: ChangeEntry[]) => void> = [];
+  private listeners: CommitListener[] = [];
 
   constructor(private readonly knex: Knex) {}
 
@@ -71,7 +78,7 @@ export class Committer {
   }
 
   /** Called after each commit with the new head and the entries of the versions it added. */
-  onCommit(listener: (version: number, entries: ChangeEntry[]) => void): void {
+  onCommit(listener: CommitListener): void {
     this.listeners.push(listener);
   }
 
@@ -133,12 +140,12 @@ export class Committer {
       for (const item of group) item.reject(translated);
       return;
     }
-    if (log.entries.length > 0) {
-      const entries = log.entries.map((e) => e.entry);
+    if (log.changes.length > 0) {
+      const first = log.changes[0]!.version;
       for (const l of this.listeners) {
         // A listener's failure must not keep committed changes from being answered.
         try {
-          l(log.head, entries);
+          l(first, log.head, log.entries);
         } catch {
           // The hub also re-reads the log's head on a timer; nothing is lost.
         }
