@@ -104,8 +104,6 @@ export type RoutePatch = Partial<{
   expires_at: Date | null;
 }>;
 
-export const routeIdParams = Joi.object({ id: uuid.required() });
-
 export const mutationQuerySchema = Joi.object(propagationQuery);
 
 /** Reads of one route take no query parameters; unknown ones are refused like unknown fields. */

@@ -77,14 +77,6 @@ export class Hub {
     this.removedTimer.unref();
   }
 
-  get connectedCount(): number {
-    return this.sessions.size;
-  }
-
-  isConnected(workerId: string): boolean {
-    return this.sessions.has(workerId);
-  }
-
   /**
    * A commit of this instance: its entries are already in memory, so when nothing else committed
    * since the hub's last range they are sent without reading the log again. Also remembers when

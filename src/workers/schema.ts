@@ -1,5 +1,5 @@
 import Joi from "joi";
-import { dnsLabel, labelMap, propagationQuery, tcpPort, uuid } from "../shared/schema-parts.js";
+import { dnsLabel, labelMap, propagationQuery, tcpPort } from "../shared/schema-parts.js";
 import {
   PROTOCOLS,
   ROUTE_MODES,
@@ -62,8 +62,6 @@ export interface Registration {
   dedicated: boolean;
   wildcard_traffic_port: number | null;
 }
-
-export const workerIdParams = Joi.object({ id: uuid.required() });
 
 export const listWorkersQuerySchema = Joi.object({
   status: Joi.string().valid("registered", "alive", "lost", "draining"),
