@@ -101,6 +101,8 @@ export class Committer {
       await this.knex.transaction(async (tx) => {
         const state = await tx("routing_state").where({ id: 1 }).forUpdate().first("version");
         log.head = Number(state.version);
+        // Stamped once the lock is held, so that commit times follow the order of versions.
+        log.now = new Date();
         for (let i = 0; i < group.length;) {
           const run = mergeableRun(group, i);
           if (run.length > 1 && (await this.runMerged(tx, run, log, outcomes))) {
