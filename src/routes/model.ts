@@ -1,16 +1,9 @@
 import { trafficPort, type Protocol, type RouteMode, type WorkerRow } from "../workers/model.js";
 
-export interface Upstream {
-  host: string;
-  port: number;
-  weight: number;
-}
+import type { HealthCheck, Upstream } from "../client/route.js";
 
-export interface HealthCheck {
-  path: string;
-  interval_s: number;
-  max_wait_s: number;
-}
+// A route's parts are defined once, with the client library that receives them.
+export type { HealthCheck, Upstream };
 
 /** A row of `routes`. */
 export interface RouteRow {

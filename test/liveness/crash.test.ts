@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -11,6 +10,7 @@ import type { Database } from "../../src/db/database.js";
 import { createTestDatabase, onPostgres, type TestDatabase } from "../support/database.js";
 import type { RouteAnswer } from "../support/factories.js";
 import { Api, TOKENS, waitFor } from "../support/harness.js";
+import { freePort } from "../support/net.js";
 import { expectedDigest, routesOfWorker } from "../sync/stream-client.js";
 import { ClientPool, getStatus, metric, portRegistration, waitForWorker } from "./helpers.js";
 
@@ -19,15 +19,6 @@ const BURST = 600;
 const IN_FLIGHT = 32;
 const KILL_AT = 150;
 const PORT_RANGE: [number, number] = [21000, 21999];
-
-/** A free loopback port: listened on once by the OS's choice, then let go. */
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** The real coordinator (`node --import tsx src/main.ts`) as a child process. */
 class CoordinatorProcess {

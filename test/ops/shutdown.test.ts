@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import { PGlite } from "@electric-sql/pglite";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -11,16 +10,9 @@ import { openDatabase } from "../../src/db/database.js";
 import { createTestDatabase, onPostgres, type TestDatabase } from "../support/database.js";
 import { portWorker, routeBody } from "../support/factories.js";
 import { Api, TOKENS, waitFor } from "../support/harness.js";
+import { freePort } from "../support/net.js";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 // The real process, `npm start`'s command, stopped by a signal as an orchestrator stops it.
 describe("SIGTERM", () => {
