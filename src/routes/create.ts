@@ -8,17 +8,24 @@ import {
 } from "../errors.js";
 import { hasRoom, leastLoaded, portInRange, servingRejection } from "../placement/placement.js";
 import { freshSubdomain } from "../placement/subdomain.js";
-import type { ChangeContext, MergedContext, MergedResult } from "../versioning/change.js";
-import { adjustRouteCounts, loadCandidates, type CandidateRow } from "../workers/repository.js";
+import type { Row } from "../db/script.js";
+import type { PlanContext, RunResult, Scripted, ScriptedRun } from "../versioning/change.js";
+import {
+  adjustRouteCountsStatement,
+  candidateCondition,
+  candidatesStatement,
+  freePortsAmongStatement,
+  takenSubdomainsStatement,
+  type CandidateRow,
+} from "../workers/repository.js";
 import { requestHash } from "./hash.js";
 import { presentRoute, type RouteRow, type RouteView } from "./model.js";
 import {
-  findRoutesByIds,
-  freePortsAmong,
-  insertRoutes,
-  takeLowestPorts,
-  takePorts,
-  takenSubdomains,
+  insertRoutesStatement,
+  routesByIdsStatement,
+  splitWorker,
+  takeLowestPortsStatement,
+  takePortsStatement,
 } from "./repository.js";
 import type { RouteInput } from "./schema.js";
 
@@ -57,36 +64,14 @@ function fail(
   return make(detail, [{ path, message: detail }]);
 }
 
-/** Creates the routes of one request inside a change; throws when the request fails. */
-export async function createRoutes(
-  ctx: ChangeContext,
-  inputs: RouteInput[],
-  batch: boolean,
-): Promise<CreateOutcome> {
-  const merged: MergedContext = {
-    tx: ctx.tx,
-    now: ctx.now,
-    takeVersion: () => ctx.version,
-    record: (_version, entry) => ctx.record(entry),
+/** A create request as the committer runs it: scripted with the others waiting with it. */
+export function scriptedCreate(request: CreateRequest): Scripted<CreateRequest, CreateOutcome> {
+  return {
+    key: "routes.create",
+    input: request,
+    creates: request.inputs.flatMap((i) => (i.id ? [i.id] : [])),
+    start: (requests) => new CreateRun(requests),
   };
-  const [result] = await createRouteRequests(merged, [{ inputs, batch }]);
-  if (!result!.ok) throw result!.error;
-  return result!.value;
-}
-
-/**
- * Creates the routes of many requests in one pass: a few reads for all of them, placement and
- * allocation in memory, then one write per table. Each request succeeds or fails on its own
- * (a batch all or nothing) and each successful one takes its own version, in order.
- */
-export async function createRouteRequests(
-  ctx: MergedContext,
-  requests: CreateRequest[],
-): Promise<Array<MergedResult<CreateOutcome>>> {
-  const plan = await CreatePlan.load(ctx, requests);
-  const results = requests.map((request) => plan.place(request));
-  await plan.write(ctx, results);
-  return results.map((r) => (r.ok ? { ok: true, value: r.outcome, version: r.version } : r));
 }
 
 type Planned =
@@ -109,37 +94,28 @@ class CreatePlan {
     private readonly takenAsked: Set<string>,
   ) {}
 
-  static async load(ctx: MergedContext, requests: CreateRequest[]): Promise<CreatePlan> {
-    const { tx } = ctx;
-    const inputs = requests.flatMap((r) => r.inputs);
-    const ids = inputs.flatMap((i) => (i.id ? [i.id] : []));
+  /** Builds the plan from the rows of CreateRun's reads. */
+  static fromRows(reads: CreateReads, rows: Row[][]): CreatePlan {
+    const at = (i: number | undefined) => (i === undefined ? [] : rows[i]!);
     const existing = new Map(
-      (await findRoutesByIds(tx, ids)).map((r) => [
-        r.id,
-        { hash: r.request_hash, view: presentRoute(r, r.w) },
-      ]),
+      at(reads.existing).map((row) => {
+        const r = splitWorker(row);
+        return [r.id, { hash: r.request_hash, view: presentRoute(r, r.w) }];
+      }),
     );
-    const pinnedIds = [...new Set(inputs.flatMap((i) => (i.worker_id ? [i.worker_id] : [])))];
-    const rows = [
-      ...(pinnedIds.length > 0 ? await loadCandidates(tx, inputs.length, pinnedIds) : []),
-      ...(inputs.some((i) => !i.worker_id) ? await loadCandidates(tx, inputs.length) : []),
-    ];
     const workers = new Map<string, CandidateRow>();
-    for (const row of rows) if (!workers.has(row.id)) workers.set(row.id, row);
+    for (const row of at(reads.candidates) as unknown as CandidateRow[]) {
+      workers.set(row.id, { ...row, free_ports: Number(row.free_ports) });
+    }
     const pool = [...workers.values()].filter(
       (w) => w.status === "registered" || w.status === "alive",
     );
-    const askedPorts = inputs.flatMap((i) => (i.port !== undefined ? [i.port] : []));
-    const freeAsked = await freePortsAmong(
-      tx,
-      [...workers.values()].filter((w) => w.frontend_mode === "port").map((w) => w.id),
-      askedPorts,
+    const freeAsked = new Set(
+      at(reads.freeAsked).map((r) => `${String(r.worker_id)}:${String(r.port)}`),
     );
-    const askedSubdomains = inputs.flatMap((i) => (i.subdomain ? [i.subdomain] : []));
-    const domains = [...workers.values()].flatMap((w) =>
-      w.wildcard_domain ? [w.wildcard_domain] : [],
+    const takenAsked = new Set(
+      at(reads.takenAsked).map((r) => `${String(r.wildcard_domain)}/${String(r.subdomain)}`),
     );
-    const takenAsked = await takenSubdomains(tx, domains, askedSubdomains);
     return new CreatePlan(existing, workers, pool, freeAsked, takenAsked);
   }
 
@@ -313,10 +289,12 @@ class CreatePlan {
     return { index, input, id: input.id ?? randomUUID(), hash, worker, port, subdomain, needsPort };
   }
 
-  /** Writes every successful request's routes, each under its own version. */
-  async write(ctx: MergedContext, results: Planned[]): Promise<void> {
-    const { tx } = ctx;
-    const fresh: Array<{ placement: Placement; result: Planned & { ok: true } }> = [];
+  /**
+   * Gives a version to every request that creates something, in order; the routes to write, and
+   * what the database must book for them.
+   */
+  prepare(ctx: PlanContext, results: Planned[]): Booking {
+    const fresh: Booking["fresh"] = [];
     const written = new Set<string>();
     for (const result of results) {
       if (!result.ok) continue;
@@ -328,13 +306,8 @@ class CreatePlan {
         fresh.push({ placement: p, result });
       }
     }
-    if (fresh.length === 0) return this.fillRetries(results, new Map());
-
-    await takePorts(
-      tx,
-      fresh.flatMap(({ placement: p }) =>
-        p.port !== null && !p.needsPort ? [{ workerId: p.worker.id, port: p.port }] : [],
-      ),
+    const asked = fresh.flatMap(({ placement: p }) =>
+      p.port !== null && !p.needsPort ? [{ workerId: p.worker.id, port: p.port }] : [],
     );
     const needing = new Map<string, Placement[]>();
     for (const { placement: p } of fresh) {
@@ -343,22 +316,13 @@ class CreatePlan {
       if (list) list.push(p);
       else needing.set(p.worker.id, [p]);
     }
-    const booked = await takeLowestPorts(
-      tx,
-      new Map([...needing].map(([workerId, list]) => [workerId, list.length])),
-    );
-    for (const [workerId, list] of needing) {
-      const ports = booked.get(workerId) ?? [];
-      if (ports.length < list.length) {
-        throw new Error(`worker ${workerId} had fewer free ports than counted`);
-      }
-      list.forEach((p, i) => (p.port = ports[i]!));
-    }
+    return { fresh, asked, needing };
+  }
 
-    const counts = new Map<string, number>();
+  /** The rows and the log entries of the booked routes, each under its request's version. */
+  finish(ctx: PlanContext, results: Planned[], fresh: Booking["fresh"]): RouteRow[] {
     const views = new Map<string, RouteView>();
     const rows = fresh.map(({ placement: p, result }) => {
-      counts.set(p.worker.id, (counts.get(p.worker.id) ?? 0) + 1);
       const row: RouteRow = {
         id: p.id,
         session_id: p.input.session_id,
@@ -396,9 +360,8 @@ class CreatePlan {
       });
       return row;
     });
-    await insertRoutes(tx, rows);
-    await adjustRouteCounts(tx, counts);
     this.fillRetries(results, views);
+    return rows;
   }
 
   /** Puts each request's routes, new or found, in the order it gave them. */
@@ -407,5 +370,116 @@ class CreatePlan {
       if (!result.ok) continue;
       for (const p of result.placements) result.outcome.items[p.index] ??= views.get(p.id)!;
     }
+  }
+}
+
+/** Which of CreateRun's read statements ran, by their place in the script. */
+interface CreateReads {
+  existing?: number;
+  candidates?: number;
+  freeAsked?: number;
+  takenAsked?: number;
+}
+
+/** What a run must book in the database before its routes can be written. */
+interface Booking {
+  fresh: Array<{ placement: Placement; result: Planned & { ok: true } }>;
+  /** Ports a request asked for, known to be free. */
+  asked: Array<{ workerId: string; port: number }>;
+  /** Routes that take their worker's lowest free port, by worker. */
+  needing: Map<string, Placement[]>;
+}
+
+/**
+ * The create requests of one group: a few reads with the lock, placement and allocation in
+ * memory, the ports booked in one statement, then one write per table. Each request succeeds or
+ * fails on its own (a batch all or nothing) and each successful one takes its own version.
+ */
+class CreateRun implements ScriptedRun<CreateOutcome> {
+  private readonly where: CreateReads = {};
+  private ctx!: PlanContext;
+  private memory!: CreatePlan;
+  private planned: Planned[] = [];
+  private booking: Booking = { fresh: [], asked: [], needing: new Map() };
+  private rows: RouteRow[] = [];
+
+  constructor(private readonly requests: CreateRequest[]) {}
+
+  reads(): string[] {
+    const inputs = this.requests.flatMap((r) => r.inputs);
+    const statements: string[] = [];
+    const add = (key: keyof CreateReads, statement: string) => {
+      this.where[key] = statements.push(statement) - 1;
+    };
+    const ids = inputs.flatMap((i) => (i.id ? [i.id] : []));
+    if (ids.length > 0) add("existing", routesByIdsStatement(ids));
+    const pinned = [...new Set(inputs.flatMap((i) => (i.worker_id ? [i.worker_id] : [])))];
+    const condition = candidateCondition(
+      pinned,
+      inputs.some((i) => !i.worker_id),
+    );
+    add("candidates", candidatesStatement(condition, inputs.length));
+    const ports = inputs.flatMap((i) => (i.port !== undefined ? [i.port] : []));
+    if (ports.length > 0) add("freeAsked", freePortsAmongStatement(condition, ports));
+    const subdomains = inputs.flatMap((i) => (i.subdomain ? [i.subdomain] : []));
+    if (subdomains.length > 0) add("takenAsked", takenSubdomainsStatement(condition, subdomains));
+    return statements;
+  }
+
+  plan(rows: Row[][], ctx: PlanContext): void {
+    this.ctx = ctx;
+    this.memory = CreatePlan.fromRows(this.where, rows);
+    this.planned = this.requests.map((request) => this.memory.place(request));
+    this.booking = this.memory.prepare(ctx, this.planned);
+  }
+
+  middle(): string[] {
+    const { asked, needing } = this.booking;
+    const statements: string[] = [];
+    if (asked.length > 0) statements.push(takePortsStatement(asked));
+    if (needing.size > 0) {
+      statements.push(
+        takeLowestPortsStatement(new Map([...needing].map(([id, list]) => [id, list.length]))),
+      );
+    }
+    return statements;
+  }
+
+  afterMiddle(rows: Row[][]): void {
+    const { asked, needing, fresh } = this.booking;
+    let next = 0;
+    if (asked.length > 0 && rows[next++]!.length !== asked.length) {
+      throw new Error("a port expected free was taken");
+    }
+    if (needing.size > 0) {
+      const booked = new Map<string, number[]>();
+      for (const row of rows[next]!) {
+        const id = String(row.worker_id);
+        const list = booked.get(id);
+        if (list) list.push(Number(row.port));
+        else booked.set(id, [Number(row.port)]);
+      }
+      for (const [workerId, list] of needing) {
+        const ports = (booked.get(workerId) ?? []).sort((x, y) => x - y);
+        if (ports.length < list.length) {
+          throw new Error(`worker ${workerId} had fewer free ports than counted`);
+        }
+        list.forEach((p, i) => (p.port = ports[i]!));
+      }
+    }
+    this.rows = this.memory.finish(this.ctx, this.planned, fresh);
+  }
+
+  writes(): string[] {
+    if (this.rows.length === 0) return [];
+    const counts = new Map<string, number>();
+    for (const row of this.rows) counts.set(row.worker_id, (counts.get(row.worker_id) ?? 0) + 1);
+    return [insertRoutesStatement(this.rows), adjustRouteCountsStatement(counts)];
+  }
+
+  results(): Array<RunResult<CreateOutcome>> {
+    return this.planned.map((r) =>
+      r.ok ? { ok: true, value: r.outcome, version: r.version } : { ok: false, error: r.error },
+    );
   }
 }

@@ -1,4 +1,5 @@
 import type { Knex } from "knex";
+import { json, sql, type Row } from "../db/script.js";
 import type { ListRoutesQuery } from "./schema.js";
 import type { RouteRow, UrlWorker } from "./model.js";
 
@@ -15,7 +16,7 @@ const WORKER_COLUMNS = [
   "w.wildcard_traffic_port as w_wildcard_traffic_port",
 ];
 
-function splitWorker(row: Record<string, unknown>): RouteWithWorker {
+export function splitWorker(row: Row): RouteWithWorker {
   const {
     w_advertised_host,
     w_frontend_mode,
@@ -46,12 +47,6 @@ export async function findRoute(db: Db, id: string): Promise<RouteWithWorker | u
   const row = (await withWorker(db).where("r.id", id).first()) as
     Record<string, unknown> | undefined;
   return row ? splitWorker(row) : undefined;
-}
-
-export async function findRoutesByIds(db: Db, ids: string[]): Promise<RouteWithWorker[]> {
-  if (ids.length === 0) return [];
-  const rows = (await withWorker(db).whereIn("r.id", ids)) as Record<string, unknown>[];
-  return rows.map(splitWorker);
 }
 
 export async function findRoutesOfWorker(db: Db, workerId: string): Promise<RouteRow[]> {
@@ -106,38 +101,6 @@ export async function listRoutes(
   if (afterId) void query.where("r.id", ">", afterId);
   const rows = (await query) as Record<string, unknown>[];
   return rows.map(splitWorker);
-}
-
-/**
- * Inserts routes as one JSON document expanded by PostgreSQL: one bound parameter, however many
- * rows, instead of one per column and row.
- */
-export async function insertRoutes(tx: Knex.Transaction, rows: RouteRow[]): Promise<void> {
-  if (rows.length === 0) return;
-  await tx.raw(
-    "INSERT INTO routes SELECT * FROM jsonb_populate_recordset(NULL::routes, ?::jsonb)",
-    [JSON.stringify(rows)],
-  );
-}
-
-const JSON_COLUMNS = new Set([
-  "upstreams",
-  "health_check",
-  "worker_selector",
-  "allowed_client_ips",
-  "labels",
-]);
-
-export async function updateRoute(
-  tx: Knex.Transaction,
-  id: string,
-  changes: Partial<RouteRow>,
-): Promise<void> {
-  const encoded: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(changes)) {
-    encoded[key] = JSON_COLUMNS.has(key) && value !== null ? JSON.stringify(value) : value;
-  }
-  await tx("routes").where({ id }).update(encoded);
 }
 
 /** Puts routes on their new workers (and addresses) under `version`, one statement per 1,000. */
@@ -266,4 +229,47 @@ export async function takenSubdomains(
     subdomain: string;
   }>;
   return new Set(rows.map((r) => `${r.wildcard_domain}/${r.subdomain}`));
+}
+
+// Statements for scripted runs (see db/script.ts): SQL text with the values written in.
+
+/** The routes with these ids, with their worker's URL columns; rows for splitWorker. */
+export function routesByIdsStatement(ids: string[]): string {
+  return sql`SELECT r.*, w.advertised_host AS w_advertised_host, w.frontend_mode AS w_frontend_mode,
+      w.tls AS w_tls, w.wildcard_domain AS w_wildcard_domain,
+      w.wildcard_traffic_port AS w_wildcard_traffic_port
+    FROM routes r JOIN workers w ON w.id = r.worker_id WHERE r.id = ANY(${ids}::uuid[])`;
+}
+
+/** Inserts routes from one JSON document. */
+export function insertRoutesStatement(rows: RouteRow[]): string {
+  return sql`INSERT INTO routes SELECT * FROM jsonb_populate_recordset(NULL::routes, ${json(rows)}::jsonb)`;
+}
+
+/** Writes the given columns of each row, matched by id, from one JSON document. */
+export function updateRoutesStatement(rows: RouteRow[], columns: Array<keyof RouteRow>): string {
+  const set = columns.map((c) => `${c} = x.${c}`).join(", ");
+  return (
+    `UPDATE routes SET ${set} FROM jsonb_populate_recordset(NULL::routes, ` +
+    sql`${json(rows)}::jsonb) x WHERE routes.id = x.id`
+  );
+}
+
+/** Books the given (worker, port) pairs; returns the pairs it booked. */
+export function takePortsStatement(pairs: Array<{ workerId: string; port: number }>): string {
+  return sql`DELETE FROM free_ports f
+    USING unnest(${pairs.map((p) => p.workerId)}::uuid[], ${pairs.map((p) => p.port)}::int[]) AS v(worker_id, port)
+    WHERE f.worker_id = v.worker_id AND f.port = v.port RETURNING f.worker_id, f.port`;
+}
+
+/** Books, for each worker, the `count` lowest of its free ports; returns (worker_id, port). */
+export function takeLowestPortsStatement(wanted: Map<string, number>): string {
+  return sql`WITH want(worker_id, n) AS (SELECT * FROM unnest(${[...wanted.keys()]}::uuid[], ${[...wanted.values()]}::int[])),
+    picked AS (
+      SELECT p.worker_id, p.port FROM want w CROSS JOIN LATERAL (
+        SELECT f.worker_id, f.port FROM free_ports f
+        WHERE f.worker_id = w.worker_id ORDER BY f.port LIMIT w.n) p)
+    DELETE FROM free_ports f USING picked
+    WHERE f.worker_id = picked.worker_id AND f.port = picked.port
+    RETURNING f.worker_id, f.port`;
 }

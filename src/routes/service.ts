@@ -1,9 +1,10 @@
 import type { Knex } from "knex";
-import { badRequest, notFound, preconditionFailed, validationFailed } from "../errors.js";
+import { badRequest, notFound, validationFailed } from "../errors.js";
 import type { Committed } from "../versioning/change.js";
 import type { Committer } from "../versioning/committer.js";
 import { adjustRouteCounts } from "../workers/repository.js";
-import { createRouteRequests, createRoutes, type CreateOutcome } from "./create.js";
+import { scriptedCreate, type CreateOutcome } from "./create.js";
+import { checkIfMatch, scriptedPatch, type IfMatch } from "./patch.js";
 import { presentRoute, type RouteRow, type RouteView } from "./model.js";
 import {
   deleteRoutes,
@@ -12,33 +13,8 @@ import {
   findRoutesOfSession,
   listRoutes,
   releasePorts,
-  updateRoute,
 } from "./repository.js";
 import type { ListRoutesQuery, RouteInput, RoutePatch } from "./schema.js";
-
-/**
- * JSON with object keys sorted, for "did the patch change anything?": jsonb hands objects back
- * with its own key order, so the same labels sent in another order must not count as a change.
- */
-function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) =>
-    v !== null && typeof v === "object" && !Array.isArray(v)
-      ? Object.fromEntries(
-          Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : 1)),
-        )
-      : v,
-  );
-}
-
-/** `If-Match` as sent, or undefined. Accepts `*`, a list, and weak tags. */
-export type IfMatch = string | undefined;
-
-function checkIfMatch(ifMatch: IfMatch, version: number): void {
-  if (ifMatch === undefined) return;
-  const tags = ifMatch.split(",").map((t) => t.trim().replace(/^W\//, ""));
-  if (tags.includes("*") || tags.includes(`"${version}"`)) return;
-  throw preconditionFailed(`If-Match does not match the route's ETag "${version}".`);
-}
 
 export interface RoutePage {
   items: RouteView[];
@@ -75,10 +51,9 @@ export class RouteService {
       }
       seen.set(input.id, i);
     });
-    return this.committer.submit(
+    return this.committer.submitScripted(
       batch ? "routes.batch" : "routes.create",
-      (ctx) => createRoutes(ctx, inputs, batch),
-      { key: "routes.create", input: { inputs, batch }, applyMany: createRouteRequests },
+      scriptedCreate({ inputs, batch }),
     );
   }
 
@@ -103,26 +78,7 @@ export class RouteService {
   }
 
   patch(id: string, patch: RoutePatch, ifMatch: IfMatch): Promise<Committed<RouteView>> {
-    return this.committer.submit("routes.patch", async (ctx) => {
-      const current = await findRoute(ctx.tx, id);
-      if (!current) throw notFound(`Route ${id} does not exist.`);
-      checkIfMatch(ifMatch, Number(current.version));
-      const changes: Partial<RouteRow> = {};
-      for (const [key, value] of Object.entries(patch) as Array<[keyof RoutePatch, unknown]>) {
-        const before =
-          current[key] instanceof Date ? (current[key] as Date).toISOString() : current[key];
-        const after = value instanceof Date ? value.toISOString() : value;
-        if (canonicalJson(before) !== canonicalJson(after)) {
-          (changes as Record<string, unknown>)[key] = value;
-        }
-      }
-      if (Object.keys(changes).length === 0) return presentRoute(current, current.w);
-      Object.assign(changes, { version: ctx.version, updated_at: ctx.now });
-      await updateRoute(ctx.tx, id, changes);
-      const view = presentRoute({ ...current, ...changes } as RouteRow, current.w);
-      ctx.record({ workerId: current.worker_id, routeId: id, op: "upsert", route: view });
-      return view;
-    });
+    return this.committer.submitScripted("routes.patch", scriptedPatch({ id, patch, ifMatch }));
   }
 
   remove(id: string, ifMatch: IfMatch): Promise<Committed<void>> {

@@ -1,4 +1,5 @@
 import type { Knex } from "knex";
+import type { Row } from "../db/script.js";
 
 /** What one version did to one worker's table. */
 export interface ChangeEntry {
@@ -29,25 +30,38 @@ export interface Committed<T> {
   workerIds: string[];
 }
 
-/**
- * Handed to a merged run of changes of one kind (see Committer.submit's `merge`): each change
- * that succeeds takes its own version, in the order of the run.
- */
-export interface MergedContext {
-  readonly tx: Knex.Transaction;
+/** Handed to a scripted run while it plans: versions and the change log, in memory. */
+export interface PlanContext {
   readonly now: Date;
   /** Takes the next version for one change of the run. */
   takeVersion(): number;
   record(version: number, entry: ChangeEntry): void;
 }
 
-/** One change's result in a merged run; `version` is the one it took, if it changed anything. */
-export type MergedResult<T> =
-  { ok: true; value: T; version?: number } | { ok: false; error: unknown };
+/** One change's result in a scripted run; `version` is the one it took, if it changed anything. */
+export type RunResult<T> = { ok: true; value: T; version?: number } | { ok: false; error: unknown };
 
-/** A change that can run together with others of the same `key` in one pass. */
-export interface Mergeable<I, T> {
+/**
+ * The changes of one kind that arrived together, run as one pass in a few round trips: the
+ * statements of `reads` go out with the lock, `plan` decides every change in memory, `middle`
+ * (if any) books what only the database can hand out, and `writes` go out with the log and the
+ * commit. Statements are SQL text with their values written in (see db/script.ts).
+ */
+export interface ScriptedRun<T> {
+  reads(): string[];
+  plan(rows: Row[][], ctx: PlanContext): void;
+  middle(): string[];
+  afterMiddle(rows: Row[][]): void;
+  writes(): string[];
+  results(): Array<RunResult<T>>;
+}
+
+/** A change that runs scripted together with others of the same `key`. */
+export interface Scripted<I, T> {
   key: string;
   input: I;
-  applyMany(ctx: MergedContext, inputs: I[]): Promise<Array<MergedResult<T>>>;
+  /** Routes the change creates and routes it needs to exist, by id: one group never holds both. */
+  creates?: string[];
+  needs?: string[];
+  start(inputs: I[]): ScriptedRun<T>;
 }

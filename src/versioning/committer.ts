@@ -1,13 +1,14 @@
 import type { Knex } from "knex";
 import { Channel } from "../db/channels.js";
 import { isConnectionError, translateDatabaseError } from "../db/pg-errors.js";
+import { json, ScriptSession, sql, type Row } from "../db/script.js";
 import type {
   ChangeContext,
   ChangeEntry,
   Committed,
-  Mergeable,
-  MergedContext,
-  MergedResult,
+  PlanContext,
+  RunResult,
+  Scripted,
 } from "./change.js";
 
 const MAX_GROUP = 128;
@@ -23,8 +24,8 @@ export type CommitListener = (
 
 interface Pending {
   kind: string;
-  apply: Apply<unknown>;
-  merge: Mergeable<unknown, unknown> | undefined;
+  apply: Apply<unknown> | undefined;
+  scripted: Scripted<unknown, unknown> | undefined;
   resolve(value: Committed<unknown>): void;
   reject(error: unknown): void;
 }
@@ -48,10 +49,17 @@ interface GroupLog {
 /**
  * The single door for every write to the routing model. Each transaction first locks the
  * `routing_state` row, so writers from every instance take turns and versions are committed in
- * order without gaps. Changes waiting at the same moment share one transaction (group commit):
- * each runs in its own savepoint, takes its own version and gets its own answer, and a failing
- * one is rolled back alone. Changes that can be merged (route creations) run as one pass with a
- * handful of statements for the whole run, still one version and one answer each.
+ * order without gaps. Changes waiting at the same moment share one transaction (group commit),
+ * each with its own version and its own answer:
+ *
+ * - scripted changes (route creations and patches) run by kind as one pass each, in three round
+ *   trips for the whole group: the lock with every read, the bookings only the database can hand
+ *   out, then every write with the log and the commit. Should the pass fail, each change is run
+ *   again alone, so that one bad change cannot fail the others;
+ * - any other change runs in a savepoint of its own, so a failing one is rolled back alone.
+ *
+ * The changes of a group were all waiting unanswered at once, so any order among them is one
+ * their callers could have seen; a group runs its scripted changes first.
  */
 export class Committer {
   private readonly queue: Pending[] = [];
@@ -60,20 +68,32 @@ export class Committer {
 
   constructor(private readonly knex: Knex) {}
 
-  submit<T, I = never>(
+  submit<T>(kind: string, apply: Apply<T>): Promise<Committed<T>> {
+    return this.enqueue(kind, apply as Apply<unknown>, undefined);
+  }
+
+  /** A change that runs scripted with the others of its `key` waiting at the same moment. */
+  submitScripted<I, T>(kind: string, scripted: Scripted<I, T>): Promise<Committed<T>> {
+    return this.enqueue(kind, undefined, scripted as Scripted<unknown, unknown>);
+  }
+
+  private enqueue<T>(
     kind: string,
-    apply: Apply<T>,
-    merge?: Mergeable<I, T>,
+    apply: Apply<unknown> | undefined,
+    scripted: Scripted<unknown, unknown> | undefined,
   ): Promise<Committed<T>> {
     return new Promise<Committed<T>>((resolve, reject) => {
       this.queue.push({
         kind,
-        apply: apply as Apply<unknown>,
-        merge: merge as Mergeable<unknown, unknown> | undefined,
+        apply,
+        scripted,
         resolve: resolve as (value: Committed<unknown>) => void,
         reject,
       });
-      if (!this.running) void this.drain();
+      if (this.running) return;
+      this.running = true;
+      // Changes submitted in the same tick start together.
+      queueMicrotask(() => void this.drain());
     });
   }
 
@@ -83,15 +103,89 @@ export class Committer {
   }
 
   private async drain(): Promise<void> {
-    this.running = true;
     try {
       while (this.queue.length > 0) {
         const group = this.queue.splice(0, MAX_GROUP);
-        await this.runGroup(group);
+        const { scripted, deferred } = scriptedOf(group);
+        this.queue.unshift(...deferred);
+        if (scripted.length > 0) await this.runScripted(scripted);
+        const rest = group.filter((item) => item.apply !== undefined);
+        if (rest.length > 0) await this.runGroup(rest);
       }
     } finally {
       this.running = false;
     }
+  }
+
+  private async runScripted(items: Pending[]): Promise<void> {
+    const outcomes = new Map<Pending, Outcome>();
+    const log: GroupLog = { head: 0, now: new Date(), changes: [], entries: [] };
+    let session: ScriptSession | undefined;
+    try {
+      session = await ScriptSession.open(this.knex);
+      await this.runScript(session, byKey(items), log, outcomes);
+      await session.close();
+    } catch (error) {
+      if (session) await session.close(await rollback(session, error));
+      if (items.length > 1 && !isConnectionError(error)) {
+        // Run alone, each change fails or succeeds on its own.
+        for (const item of items) await this.runScripted([item]);
+        return;
+      }
+      const translated = translateDatabaseError(error);
+      for (const item of items) item.reject(translated);
+      return;
+    }
+    this.announce(log);
+    for (const item of items) settle(item, outcomes.get(item)!);
+  }
+
+  private async runScript(
+    session: ScriptSession,
+    groups: Pending[][],
+    log: GroupLog,
+    outcomes: Map<Pending, Outcome>,
+  ): Promise<void> {
+    const runs = groups.map((items) => ({
+      items,
+      run: items[0]!.scripted!.start(items.map((item) => item.scripted!.input)),
+    }));
+    const reads = runs.map(({ run }) => run.reads());
+    const [, locked, ...readRows] = await session.run([
+      "BEGIN",
+      "SELECT version FROM routing_state WHERE id = 1 FOR UPDATE",
+      ...reads.flat(),
+    ]);
+    log.head = Number(locked![0]!.version);
+    log.now = new Date();
+    const recorded = new Map<number, ChangeEntry[]>();
+    const ctx: PlanContext = {
+      now: log.now,
+      takeVersion: () => (log.head += 1),
+      record: (version, entry) => {
+        const list = recorded.get(version);
+        if (list) list.push(entry);
+        else recorded.set(version, [entry]);
+      },
+    };
+    const readsOf = slicer(readRows, reads);
+    for (const { run } of runs) run.plan(readsOf(), ctx);
+    const middle = runs.map(({ run }) => run.middle());
+    const middleOf = slicer(await session.run(middle.flat()), middle);
+    for (const { run } of runs) run.afterMiddle(middleOf());
+    const writes = runs.flatMap(({ run }) => run.writes());
+    for (const { items, run } of runs) {
+      run.results().forEach((result, i) => {
+        outcomes.set(items[i]!, outcomeOf(items[i]!.kind, result, recorded, log));
+      });
+    }
+    log.changes.sort((a, b) => a.version - b.version);
+    log.entries.sort((a, b) => a.version - b.version);
+    if (log.changes.length === 0) {
+      await session.run(["ROLLBACK"]);
+      return;
+    }
+    await session.run([...writes, logStatement(log), "COMMIT"]);
   }
 
   private async runGroup(group: Pending[]): Promise<void> {
@@ -103,66 +197,32 @@ export class Committer {
         log.head = Number(state.version);
         // Stamped once the lock is held, so that commit times follow the order of versions.
         log.now = new Date();
-        for (let i = 0; i < group.length;) {
-          const run = mergeableRun(group, i);
-          if (run.length > 1 && (await this.runMerged(tx, run, log, outcomes))) {
-            i += run.length;
-            continue;
-          }
-          for (const item of run) {
-            outcomes.push(await this.runOne(tx, item, log, group.length === 1));
-          }
-          i += run.length;
+        for (const item of group) {
+          outcomes.push(await this.runOne(tx, item, log, group.length === 1));
         }
         if (log.changes.length === 0) return;
-        const rows = log.entries.map(({ version, entry: e }) => ({
-          version,
-          worker_id: e.workerId,
-          route_id: e.routeId,
-          op: e.op,
-          route: e.route ?? null,
-        }));
-        // The log, the new head and the wake-up for other instances in one round trip; rows
-        // travel as one JSON document each, not as one parameter per column and row.
-        await tx.raw(
-          `WITH c AS (INSERT INTO changes SELECT * FROM jsonb_populate_recordset(NULL::changes, ?::jsonb)),
-           e AS (INSERT INTO change_entries SELECT * FROM jsonb_populate_recordset(NULL::change_entries, ?::jsonb))
-           UPDATE routing_state SET version = ? WHERE id = 1 RETURNING pg_notify(?, ?)`,
-          [
-            JSON.stringify(log.changes),
-            JSON.stringify(rows),
-            log.head,
-            Channel.Routing,
-            String(log.head),
-          ],
-        );
+        await tx.raw(logStatement(log));
       });
     } catch (error) {
       const translated = translateDatabaseError(error);
       for (const item of group) item.reject(translated);
       return;
     }
-    if (log.changes.length > 0) {
-      const first = log.changes[0]!.version;
-      for (const l of this.listeners) {
-        // A listener's failure must not keep committed changes from being answered.
-        try {
-          l(first, log.head, log.entries);
-        } catch {
-          // The hub also re-reads the log's head on a timer; nothing is lost.
-        }
+    this.announce(log);
+    group.forEach((item, i) => settle(item, outcomes[i]!));
+  }
+
+  private announce(log: GroupLog): void {
+    if (log.changes.length === 0) return;
+    const first = log.changes[0]!.version;
+    for (const l of this.listeners) {
+      // A listener's failure must not keep committed changes from being answered.
+      try {
+        l(first, log.head, log.entries);
+      } catch {
+        // The hub also re-reads the log's head on a timer; nothing is lost.
       }
     }
-    group.forEach((item, i) => {
-      const o = outcomes[i]!;
-      if (!o.ok) return item.reject(translateDatabaseError(o.error));
-      item.resolve({
-        result: o.value,
-        version: o.version,
-        changed: o.entries.length > 0,
-        workerIds: [...new Set(o.entries.map((e) => e.workerId))],
-      });
-    });
   }
 
   /** One change, in a savepoint of its own unless it is alone in the transaction. */
@@ -180,9 +240,8 @@ export class Committer {
       record: (entry) => entries.push(entry),
     });
     try {
-      const value = alone
-        ? await item.apply(ctx(tx))
-        : await tx.transaction((sp) => item.apply(ctx(sp)));
+      const apply = item.apply!;
+      const value = alone ? await apply(ctx(tx)) : await tx.transaction((sp) => apply(ctx(sp)));
       if (entries.length > 0) {
         log.head += 1;
         log.changes.push({ version: log.head, kind: item.kind, committed_at: log.now });
@@ -195,64 +254,104 @@ export class Committer {
       return { ok: false, error, version: log.head, entries: [] };
     }
   }
+}
 
-  /**
-   * A run of mergeable changes in one savepoint. False when the pass itself failed (nothing of
-   * it is kept); the caller then runs the changes one by one.
-   */
-  private async runMerged(
-    tx: Knex.Transaction,
-    run: Pending[],
-    log: GroupLog,
-    outcomes: Outcome[],
-  ): Promise<boolean> {
-    const merge = run[0]!.merge!;
-    let head = log.head;
-    const recorded = new Map<number, ChangeEntry[]>();
-    let results: Array<MergedResult<unknown>>;
-    try {
-      results = await tx.transaction(async (sp) => {
-        const ctx: MergedContext = {
-          tx: sp,
-          now: log.now,
-          takeVersion: () => (head += 1),
-          record: (version, entry) => {
-            const list = recorded.get(version);
-            if (list) list.push(entry);
-            else recorded.set(version, [entry]);
-          },
-        };
-        return merge.applyMany(
-          ctx,
-          run.map((item) => item.merge!.input),
-        );
-      });
-    } catch (error) {
-      if (isConnectionError(error)) throw error;
-      return false;
-    }
-    results.forEach((result, i) => {
-      if (!result.ok) {
-        outcomes.push({ ok: false, error: result.error, version: log.head, entries: [] });
-        return;
-      }
-      const entries = result.version === undefined ? [] : (recorded.get(result.version) ?? []);
-      if (entries.length > 0) {
-        log.head = result.version!;
-        log.changes.push({ version: log.head, kind: run[i]!.kind, committed_at: log.now });
-        for (const entry of entries) log.entries.push({ version: log.head, entry });
-      }
-      outcomes.push({ ok: true, value: result.value, version: log.head, entries });
-    });
-    return true;
+/**
+ * The log, the new head and the wake-up for other instances in one statement; rows travel as
+ * one JSON document each, not as one parameter per column and row.
+ */
+function logStatement(log: GroupLog): string {
+  const rows = log.entries.map(({ version, entry: e }) => ({
+    version,
+    worker_id: e.workerId,
+    route_id: e.routeId,
+    op: e.op,
+    route: e.route ?? null,
+  }));
+  return sql`WITH c AS (INSERT INTO changes SELECT * FROM jsonb_populate_recordset(NULL::changes, ${json(log.changes)}::jsonb)),
+    e AS (INSERT INTO change_entries SELECT * FROM jsonb_populate_recordset(NULL::change_entries, ${json(rows)}::jsonb))
+    UPDATE routing_state SET version = ${log.head} WHERE id = 1 RETURNING pg_notify(${Channel.Routing}, ${String(log.head)})`;
+}
+
+function outcomeOf(
+  kind: string,
+  result: RunResult<unknown>,
+  recorded: Map<number, ChangeEntry[]>,
+  log: GroupLog,
+): Outcome {
+  if (!result.ok) return { ok: false, error: result.error, version: log.head, entries: [] };
+  const entries = result.version === undefined ? [] : (recorded.get(result.version) ?? []);
+  if (entries.length === 0) return { ok: true, value: result.value, version: log.head, entries };
+  const version = result.version!;
+  log.changes.push({ version, kind, committed_at: log.now });
+  for (const entry of entries) log.entries.push({ version, entry });
+  return { ok: true, value: result.value, version, entries };
+}
+
+function settle(item: Pending, o: Outcome): void {
+  if (!o.ok) return item.reject(translateDatabaseError(o.error));
+  item.resolve({
+    result: o.value,
+    version: o.version,
+    changed: o.entries.length > 0,
+    workerIds: [...new Set(o.entries.map((e) => e.workerId))],
+  });
+}
+
+/** Ends a failed script's transaction; the error to close the connection with, if it broke. */
+async function rollback(session: ScriptSession, error: unknown): Promise<unknown> {
+  if (isConnectionError(error)) return error;
+  try {
+    await session.run(["ROLLBACK"]);
+    return undefined;
+  } catch (rollbackError) {
+    return rollbackError;
   }
 }
 
-/** The items from `start` that can run merged with it: consecutive, of one merge key. */
-function mergeableRun(group: Pending[], start: number): Pending[] {
-  const first = group[start]!;
-  if (!first.merge) return [first];
-  let end = start + 1;
-  while (end < group.length && group[end]!.merge?.key === first.merge.key) end += 1;
-  return group.slice(start, end);
+/** Hands out consecutive slices of `rows`, one per list of statements, in order. */
+function slicer(rows: Row[][], lists: string[][]): () => Row[][] {
+  let at = 0;
+  let next = 0;
+  return () => {
+    const n = lists[next++]!.length;
+    at += n;
+    return rows.slice(at - n, at);
+  };
+}
+
+/** Scripted changes by key, in the order each key first came. */
+function byKey(items: Pending[]): Pending[][] {
+  const groups = new Map<string, Pending[]>();
+  for (const item of items) {
+    const key = item.scripted!.key;
+    const list = groups.get(key);
+    if (list) list.push(item);
+    else groups.set(key, [item]);
+  }
+  return [...groups.values()];
+}
+
+/**
+ * The group's scripted changes, and those that must wait for the next group: a change that needs
+ * a route another change of this group creates.
+ */
+function scriptedOf(group: Pending[]): { scripted: Pending[]; deferred: Pending[] } {
+  const created = new Map<string, Pending>();
+  for (const item of group) {
+    for (const id of item.scripted?.creates ?? []) if (!created.has(id)) created.set(id, item);
+  }
+  const scripted: Pending[] = [];
+  const deferred: Pending[] = [];
+  for (const item of group) {
+    if (!item.scripted) continue;
+    const waits = (item.scripted.needs ?? []).some((id) => {
+      const creator = created.get(id);
+      return creator !== undefined && creator !== item;
+    });
+    (waits ? deferred : scripted).push(item);
+  }
+  // Never all deferred: only creations are needed, and they need nothing themselves.
+  if (scripted.length === 0) return { scripted: deferred, deferred: [] };
+  return { scripted, deferred };
 }

@@ -1,4 +1,5 @@
 import type { Knex } from "knex";
+import { sql } from "../db/script.js";
 import { ELIGIBLE_STATUSES, type WorkerRow, type WorkerStatus } from "./model.js";
 import type { Registration } from "./schema.js";
 
@@ -153,4 +154,50 @@ export async function adjustRouteCounts(
      FROM (VALUES ${values}) AS v(id, delta) WHERE workers.id = v.id`,
     changed.flat(),
   );
+}
+
+// Statements for scripted runs (see db/script.ts): SQL text with the values written in.
+
+/**
+ * Where new routes may go: the workers `pinned` by id, and every eligible worker when `anywhere`.
+ * An SQL condition on `w`.
+ */
+export function candidateCondition(pinned: string[], anywhere: boolean): string {
+  return sql`(w.id = ANY(${pinned}::uuid[]) OR w.status = ANY(${anywhere ? ELIGIBLE_STATUSES : []}::text[]))`;
+}
+
+/** The candidates' rows, each with up to `needPorts` of its free ports counted (as loadCandidates). */
+export function candidatesStatement(condition: string, needPorts: number): string {
+  return (
+    sql`SELECT w.*, (SELECT count(*) FROM (SELECT 1 FROM free_ports f WHERE f.worker_id = w.id
+        ORDER BY f.worker_id, f.port LIMIT ${needPorts}) s)::int AS free_ports
+      FROM workers w WHERE ` + `${condition} ORDER BY w.name`
+  );
+}
+
+/** Of the asked ports, those free on a port-mode candidate: rows (worker_id, port). */
+export function freePortsAmongStatement(condition: string, ports: number[]): string {
+  return (
+    sql`SELECT f.worker_id, f.port FROM free_ports f JOIN workers w ON w.id = f.worker_id
+      WHERE f.port = ANY(${[...new Set(ports)]}::int[]) AND w.frontend_mode = 'port' AND ` +
+    condition
+  );
+}
+
+/** Of the asked subdomains, those taken on a candidate's domain: rows (wildcard_domain, subdomain). */
+export function takenSubdomainsStatement(condition: string, subdomains: string[]): string {
+  return (
+    sql`SELECT r.wildcard_domain, r.subdomain FROM routes r
+      WHERE r.subdomain = ANY(${[...new Set(subdomains)]}::text[]) AND r.wildcard_domain IN (
+        SELECT w.wildcard_domain FROM workers w WHERE w.wildcard_domain IS NOT NULL AND ` +
+    `${condition})`
+  );
+}
+
+/** Applies route-count deltas to every worker touched (as adjustRouteCounts). */
+export function adjustRouteCountsStatement(deltas: Map<string, number>): string {
+  const changed = [...deltas].filter(([, delta]) => delta !== 0);
+  return sql`UPDATE workers SET route_count = workers.route_count + v.delta
+    FROM unnest(${changed.map(([id]) => id)}::uuid[], ${changed.map(([, d]) => d)}::int[]) AS v(id, delta)
+    WHERE workers.id = v.id`;
 }

@@ -1,0 +1,115 @@
+import type { Knex } from "knex";
+
+/** A row as the driver hands it back. */
+export type Row = Record<string, unknown>;
+
+/** A value that goes into a statement as a JSON document (cast it with `::jsonb`). */
+export class Json {
+  constructor(readonly value: unknown) {}
+}
+
+export const json = (value: unknown) => new Json(value);
+
+function arrayElement(value: unknown): string {
+  if (value === null || value === undefined) return "NULL";
+  if (typeof value === "number") return literalNumber(value);
+  return `"${String(value).replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+}
+
+/**
+ * A string literal as libpq's PQescapeLiteral writes it: quotes doubled, and with backslashes
+ * doubled in an E'' literal, so it reads the same whatever standard_conforming_strings says.
+ * (pg's escapeLiteral does the same one character at a time; this is its speed on long JSON.)
+ */
+function quote(text: string): string {
+  const quoted = `'${text.replace(/'/g, "''")}'`;
+  return text.includes("\\") ? ` E${quoted.replace(/\\/g, "\\\\")}` : quoted;
+}
+
+function literalNumber(value: number): string {
+  if (!Number.isFinite(value)) throw new TypeError(`not a finite number: ${value}`);
+  return String(value);
+}
+
+/**
+ * A value as an SQL literal, escaped the way PostgreSQL's own client does: strings quoted, JS
+ * arrays as array literals (cast them, e.g. `::uuid[]`), `json(...)` as a JSON text literal.
+ */
+export function literal(value: unknown): string {
+  if (value === null || value === undefined) return "NULL";
+  if (value instanceof Json) return quote(JSON.stringify(value.value));
+  if (value instanceof Date) return quote(value.toISOString());
+  if (Array.isArray(value)) return quote(`{${value.map(arrayElement).join(",")}}`);
+  switch (typeof value) {
+    case "number":
+      return literalNumber(value);
+    case "boolean":
+      return value ? "TRUE" : "FALSE";
+    case "string":
+      return quote(value);
+    default:
+      throw new TypeError(`no SQL literal for a ${typeof value}`);
+  }
+}
+
+/**
+ * One statement with its values written in as literals, for scripts sent in one round trip
+ * (PostgreSQL's simple query protocol takes several statements, but no bound parameters).
+ */
+export function sql(strings: TemplateStringsArray, ...values: unknown[]): string {
+  let text = strings[0]!;
+  values.forEach((value, i) => (text += literal(value) + strings[i + 1]!));
+  return text;
+}
+
+interface PgResult {
+  rows: Row[];
+}
+
+/** What a driver connection offers: node-postgres' Client, or PGlite. */
+interface RawConnection {
+  query(text: string): Promise<PgResult | PgResult[]>;
+  exec?(text: string): Promise<PgResult[]>;
+  __knex__disposed?: unknown;
+}
+
+/**
+ * One connection of knex's pool, held for several scripts: a transaction that spans them, with
+ * each script's statements sent together and its rows handed back per statement.
+ */
+export class ScriptSession {
+  private constructor(
+    private readonly knex: Knex,
+    private readonly connection: RawConnection,
+  ) {}
+
+  static async open(knex: Knex): Promise<ScriptSession> {
+    const connection = (await knex.client.acquireConnection()) as RawConnection;
+    return new ScriptSession(knex, connection);
+  }
+
+  /** Runs the statements in one round trip; the rows of each, in order. */
+  async run(statements: string[]): Promise<Row[][]> {
+    if (statements.length === 0) return [];
+    const text = statements.join(";\n");
+    const { connection } = this;
+    // PGlite's query() takes one statement only; exec() takes a script.
+    const result = connection.exec ? await connection.exec(text) : await connection.query(text);
+    const results = Array.isArray(result) ? result : [result];
+    if (results.length !== statements.length) {
+      throw new Error(`a script of ${statements.length} statements gave ${results.length} results`);
+    }
+    return results.map((r) => r.rows);
+  }
+
+  /**
+   * Gives the connection back; one that failed with `broken` set is closed by the pool instead
+   * of being handed to the next caller.
+   */
+  async close(broken?: unknown): Promise<void> {
+    if (broken !== undefined && this.connection.exec === undefined) {
+      this.connection.__knex__disposed = broken;
+    }
+    await this.knex.client.releaseConnection(this.connection);
+  }
+}

@@ -1,0 +1,104 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Database } from "../../src/db/database.js";
+import { sql, type Row } from "../../src/db/script.js";
+import type { PlanContext, RunResult, Scripted } from "../../src/versioning/change.js";
+import { Committer } from "../../src/versioning/committer.js";
+import { createTestDatabase, type TestDatabase } from "../support/database.js";
+
+let testDb: TestDatabase;
+let db: Database;
+let committer: Committer;
+
+beforeAll(async () => {
+  testDb = await createTestDatabase();
+  db = await testDb.open();
+  await db.knex.raw("CREATE TABLE probe_notes (id text PRIMARY KEY, note text NOT NULL)");
+  committer = new Committer(db.knex);
+});
+afterAll(async () => {
+  await testDb.drop();
+});
+
+const WORKER = "00000000-0000-4000-8000-000000000001";
+const uuidOf = (id: string) => `00000000-0000-4000-8000-${id.padStart(12, "0")}`;
+
+/** A scripted change of a test kind: writes a note; `fail` makes its write fail in PostgreSQL. */
+function note(id: string, text: string, fail = false, needs?: string[]): Scripted<Note, string> {
+  return {
+    key: "probe.note",
+    input: { id, text, fail },
+    creates: [id],
+    ...(needs ? { needs } : {}),
+    start: (inputs) => {
+      const versions: number[] = [];
+      return {
+        reads: () => [
+          sql`SELECT id FROM probe_notes WHERE id = ANY(${inputs.map((i) => i.id)}::text[])`,
+        ],
+        plan: (_rows: Row[][], ctx: PlanContext) => {
+          for (const input of inputs) {
+            versions.push(ctx.takeVersion());
+            ctx.record(versions.at(-1)!, {
+              workerId: WORKER,
+              routeId: uuidOf(input.id),
+              op: "delete",
+            });
+          }
+        },
+        middle: () => [],
+        afterMiddle: () => undefined,
+        writes: () =>
+          inputs.map((i) =>
+            i.fail ? "SELECT 1/0" : sql`INSERT INTO probe_notes VALUES (${i.id}, ${i.text})`,
+          ),
+        results: (): Array<RunResult<string>> =>
+          inputs.map((i, n) => ({ ok: true, value: i.text, version: versions[n]! })),
+      };
+    },
+  };
+}
+interface Note {
+  id: string;
+  text: string;
+  fail: boolean;
+}
+
+async function notes(): Promise<string[]> {
+  const rows = (await db.knex("probe_notes").orderBy("id").select("id")) as Array<{ id: string }>;
+  return rows.map((r) => r.id);
+}
+
+describe("the committer's scripted changes", () => {
+  it("commit changes that arrive together in one group, each with its own version", async () => {
+    const before = Number((await db.knex("routing_state").first("version")).version);
+    const answers = await Promise.all(
+      ["a1", "a2", "a3", "a4"].map((id) => committer.submitScripted("probe", note(id, id))),
+    );
+    expect(answers.map((a) => a.version)).toEqual([before + 1, before + 2, before + 3, before + 4]);
+    expect(await notes()).toEqual(["a1", "a2", "a3", "a4"]);
+    const log = await db.knex("changes").where("version", ">", before).orderBy("version");
+    expect(log.map((c: { kind: string }) => c.kind)).toEqual(["probe", "probe", "probe", "probe"]);
+  });
+
+  it("fail only the change whose write fails, and commit the others of its group", async () => {
+    const settled = await Promise.allSettled([
+      committer.submitScripted("probe", note("b1", "b1")),
+      committer.submitScripted("probe", note("b2", "b2", true)),
+      committer.submitScripted("probe", note("b3", "b3")),
+    ]);
+    expect(settled.map((s) => s.status)).toEqual(["fulfilled", "rejected", "fulfilled"]);
+    expect(await notes()).toEqual(["a1", "a2", "a3", "a4", "b1", "b3"]);
+    const versions = settled.flatMap((s) => (s.status === "fulfilled" ? [s.value.version] : []));
+    expect(versions[1]).toBe(versions[0]! + 1);
+  });
+
+  it("hold a change that needs what another of its group creates for the next group", async () => {
+    // Submitted first, the change that needs c1 would otherwise take the earlier version.
+    const [needing, created] = await Promise.all([
+      committer.submitScripted("probe", note("c2", "c2", false, ["c1"])),
+      committer.submitScripted("probe", note("c1", "c1")),
+    ]);
+    expect(needing.version).toBeGreaterThan(created.version);
+    expect(await notes()).toContain("c2");
+  });
+});
