@@ -20,8 +20,10 @@ import {
 } from "../workers/repository.js";
 import { requestHash } from "./hash.js";
 import { presentRoute, type RouteRow, type RouteView } from "./model.js";
+import { ELIGIBLE_STATUSES } from "../workers/model.js";
 import {
   insertRoutesStatement,
+  lowestFreePortsStatement,
   routesByIdsStatement,
   splitWorker,
   takeLowestPortsStatement,
@@ -92,6 +94,8 @@ class CreatePlan {
     private readonly freeAsked: Set<string>,
     /** Taken "domain/subdomain" pairs among the subdomains some request asked for. */
     private readonly takenAsked: Set<string>,
+    /** The lowest free ports of the likeliest workers, lowest first (see lowestFreePortsStatement). */
+    readonly lowest: Map<string, number[]>,
   ) {}
 
   /** Builds the plan from the rows of CreateRun's reads. */
@@ -116,7 +120,15 @@ class CreatePlan {
     const takenAsked = new Set(
       at(reads.takenAsked).map((r) => `${String(r.wildcard_domain)}/${String(r.subdomain)}`),
     );
-    return new CreatePlan(existing, workers, pool, freeAsked, takenAsked);
+    const lowest = new Map<string, number[]>();
+    for (const r of at(reads.lowest)) {
+      const id = String(r.worker_id);
+      const list = lowest.get(id);
+      if (list) list.push(Number(r.port));
+      else lowest.set(id, [Number(r.port)]);
+    }
+    for (const list of lowest.values()) list.sort((x, y) => x - y);
+    return new CreatePlan(existing, workers, pool, freeAsked, takenAsked, lowest);
   }
 
   /** Places one request's routes in memory; a failure undoes that request's bookings only. */
@@ -373,9 +385,13 @@ class CreatePlan {
   }
 }
 
+/** Up to this many portless routes in a run, their likely ports are read with the lock. */
+const PREFETCH_PORTS_UP_TO = 32;
+
 /** Which of CreateRun's read statements ran, by their place in the script. */
 interface CreateReads {
   existing?: number;
+  lowest?: number;
   candidates?: number;
   freeAsked?: number;
   takenAsked?: number;
@@ -402,6 +418,12 @@ class CreateRun implements ScriptedRun<CreateOutcome> {
   private planned: Planned[] = [];
   private booking: Booking = { fresh: [], asked: [], needing: new Map() };
   private rows: RouteRow[] = [];
+  /** Ports booked from those read with the lock. */
+  private readonly booked: Array<{ workerId: string; port: number }> = [];
+  /** Workers whose lowest ports the middle statement books, and how many. */
+  private fromDatabase = new Map<string, number>();
+  /** Whether the middle statements booked the asked ports already. */
+  private askedBooked = false;
 
   constructor(private readonly requests: CreateRequest[]) {}
 
@@ -423,6 +445,13 @@ class CreateRun implements ScriptedRun<CreateOutcome> {
     if (ports.length > 0) add("freeAsked", freePortsAmongStatement(condition, ports));
     const subdomains = inputs.flatMap((i) => (i.subdomain ? [i.subdomain] : []));
     if (subdomains.length > 0) add("takenAsked", takenSubdomainsStatement(condition, subdomains));
+    // Routes that may take a worker's lowest free port: read those ports now, while few, so that
+    // booking them needs no round trip of its own.
+    const portless = inputs.filter((i) => i.port === undefined && i.subdomain === undefined).length;
+    if (portless > 0 && portless <= PREFETCH_PORTS_UP_TO) {
+      const anywhere = inputs.some((i) => !i.worker_id) ? ELIGIBLE_STATUSES : [];
+      add("lowest", lowestFreePortsStatement(pinned, anywhere, portless));
+    }
     return statements;
   }
 
@@ -434,47 +463,65 @@ class CreateRun implements ScriptedRun<CreateOutcome> {
   }
 
   middle(): string[] {
-    const { asked, needing } = this.booking;
-    const statements: string[] = [];
-    if (asked.length > 0) statements.push(takePortsStatement(asked));
-    if (needing.size > 0) {
-      statements.push(
-        takeLowestPortsStatement(new Map([...needing].map(([id, list]) => [id, list.length]))),
+    // Workers whose lowest ports were read with the lock book them in the writes; the others
+    // have their ports booked here, in one statement for all of them.
+    const fromDatabase = new Map<string, number>();
+    const { asked } = this.booking;
+    for (const [workerId, list] of this.booking.needing) {
+      const known = (this.memory.lowest.get(workerId) ?? []).filter(
+        (port) => !asked.some((a) => a.workerId === workerId && a.port === port),
       );
+      if (known.length < list.length) {
+        fromDatabase.set(workerId, list.length);
+        continue;
+      }
+      list.forEach((p, i) => {
+        p.port = known[i]!;
+        this.booked.push({ workerId, port: p.port });
+      });
     }
-    return statements;
+    this.fromDatabase = fromDatabase;
+    if (fromDatabase.size === 0) return [];
+    // The asked ports go first, so that the lowest free ports are not among them.
+    this.askedBooked = asked.length > 0;
+    return [
+      ...(this.askedBooked ? [takePortsStatement(asked)] : []),
+      takeLowestPortsStatement(fromDatabase),
+    ];
   }
 
   afterMiddle(rows: Row[][]): void {
-    const { asked, needing, fresh } = this.booking;
-    let next = 0;
-    if (asked.length > 0 && rows[next++]!.length !== asked.length) {
-      throw new Error("a port expected free was taken");
-    }
-    if (needing.size > 0) {
+    if (this.fromDatabase.size > 0) {
       const booked = new Map<string, number[]>();
-      for (const row of rows[next]!) {
+      for (const row of rows[rows.length - 1]!) {
         const id = String(row.worker_id);
         const list = booked.get(id);
         if (list) list.push(Number(row.port));
         else booked.set(id, [Number(row.port)]);
       }
-      for (const [workerId, list] of needing) {
+      for (const [workerId, count] of this.fromDatabase) {
         const ports = (booked.get(workerId) ?? []).sort((x, y) => x - y);
-        if (ports.length < list.length) {
+        if (ports.length < count) {
           throw new Error(`worker ${workerId} had fewer free ports than counted`);
         }
-        list.forEach((p, i) => (p.port = ports[i]!));
+        this.booking.needing.get(workerId)!.forEach((p, i) => (p.port = ports[i]!));
       }
     }
-    this.rows = this.memory.finish(this.ctx, this.planned, fresh);
+    this.rows = this.memory.finish(this.ctx, this.planned, this.booking.fresh);
   }
 
   writes(): string[] {
     if (this.rows.length === 0) return [];
     const counts = new Map<string, number>();
     for (const row of this.rows) counts.set(row.worker_id, (counts.get(row.worker_id) ?? 0) + 1);
-    return [insertRoutesStatement(this.rows), adjustRouteCountsStatement(counts)];
+    // Ports known free under the lock: asked for, or read as a worker's lowest. Should one not
+    // be, the unique (worker, port) of routes refuses the insert and the whole run.
+    const taken = [...(this.askedBooked ? [] : this.booking.asked), ...this.booked];
+    return [
+      ...(taken.length > 0 ? [takePortsStatement(taken)] : []),
+      insertRoutesStatement(this.rows),
+      adjustRouteCountsStatement(counts),
+    ];
   }
 
   results(): Array<RunResult<CreateOutcome>> {

@@ -262,6 +262,26 @@ export function takePortsStatement(pairs: Array<{ workerId: string; port: number
     WHERE f.worker_id = v.worker_id AND f.port = v.port RETURNING f.worker_id, f.port`;
 }
 
+/**
+ * The `count` lowest free ports of the pinned port-mode workers and of the `count` least loaded
+ * eligible ones (as placement ranks them): rows (worker_id, port), to book without another
+ * round trip where placement lands on one of them.
+ */
+export function lowestFreePortsStatement(
+  pinned: string[],
+  eligible: readonly string[],
+  count: number,
+): string {
+  return sql`WITH c AS (
+      (SELECT w.id FROM workers w WHERE w.id = ANY(${pinned}::uuid[]) AND w.frontend_mode = 'port')
+      UNION
+      (SELECT w.id FROM workers w WHERE w.status = ANY(${eligible}::text[]) AND w.frontend_mode = 'port'
+        ORDER BY w.route_count, w.name LIMIT ${count}))
+    SELECT p.worker_id, p.port FROM c CROSS JOIN LATERAL (
+      SELECT f.worker_id, f.port FROM free_ports f WHERE f.worker_id = c.id
+      ORDER BY f.worker_id, f.port LIMIT ${count}) p`;
+}
+
 /** Books, for each worker, the `count` lowest of its free ports; returns (worker_id, port). */
 export function takeLowestPortsStatement(wanted: Map<string, number>): string {
   return sql`WITH want(worker_id, n) AS (SELECT * FROM unnest(${[...wanted.keys()]}::uuid[], ${[...wanted.values()]}::int[])),

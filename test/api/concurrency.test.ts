@@ -189,3 +189,45 @@ describe("30 simultaneous creates asking for one subdomain on a wildcard worker"
     expect(await routeCount(h, worker.worker.id)).toBe(1);
   });
 });
+
+describe("a batch on one worker with routes asking for a port and routes taking the lowest", () => {
+  let h: Harness;
+
+  beforeAll(async () => {
+    h = await startHarness(NO_LIVENESS);
+  });
+  afterAll(() => h?.close());
+
+  // A few portless routes take ports read with the lock; many have their ports booked apart.
+  // In both, a port asked for later in the batch is not handed out as a lowest free one.
+  it.each([3, 40])(
+    "of %i portless routes: each on its own port, the asked ones where asked",
+    async (n) => {
+      const worker = await registerWorker(
+        h.registration,
+        portWorker({ port_range: [20000, 20099] }),
+      );
+      const pinned = { worker_id: worker.worker.id };
+      const asked = [20000, 20002];
+      const routes = [
+        ...Array.from({ length: n }, () => routeBody(pinned)),
+        ...asked.map((port) => routeBody({ ...pinned, port })),
+      ];
+      const res = await h.manager.post<{ items: RouteAnswer[] }>("/routes/batch", { routes });
+      expect(res.status).toBe(201);
+      expect(res.body.items.slice(n).map((r) => r.port)).toEqual(asked);
+      const rows = await routeRows(h, worker.worker.id);
+      const ports = rows.map((r) => r.port!).sort((x, y) => x - y);
+      // The lowest free ports, none twice and none skipped.
+      expect(ports).toEqual(Array.from({ length: n + asked.length }, (_, i) => 20000 + i));
+      const free = (await h.database
+        .knex("free_ports")
+        .where({ worker_id: worker.worker.id })
+        .whereIn("port", ports)
+        .count("* as n")
+        .first()) as { n: number | string };
+      expect(Number(free.n)).toBe(0);
+      expect(await routeCount(h, worker.worker.id)).toBe(n + asked.length);
+    },
+  );
+});
