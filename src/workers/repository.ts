@@ -5,8 +5,30 @@ import type { Registration } from "./schema.js";
 
 type Db = Knex | Knex.Transaction;
 
-/** A worker row with up to the asked number of its free ports counted, for placement. */
-export type CandidateRow = WorkerRow & { free_ports: number };
+/** The columns of a worker that placement and a route's URL read. */
+const PLACEMENT_COLUMNS = [
+  "id",
+  "name",
+  "advertised_host",
+  "frontend_mode",
+  "port_lo",
+  "port_hi",
+  "wildcard_domain",
+  "wildcard_traffic_port",
+  "protocols",
+  "modes",
+  "tls",
+  "capacity",
+  "labels",
+  "dedicated",
+  "status",
+  "route_count",
+] as const;
+
+/** A worker's placement columns with up to the asked number of its free ports counted. */
+export type CandidateRow = Pick<WorkerRow, (typeof PLACEMENT_COLUMNS)[number]> & {
+  free_ports: number;
+};
 
 export async function findWorker(db: Db, id: string): Promise<WorkerRow | undefined> {
   return (await db("workers").where({ id }).first()) as WorkerRow | undefined;
@@ -169,9 +191,11 @@ export function candidateCondition(pinned: string[], anywhere: boolean): string 
 /** The candidates' rows, each with up to `needPorts` of its free ports counted (as loadCandidates). */
 export function candidatesStatement(condition: string, needPorts: number): string {
   return (
-    sql`SELECT w.*, (SELECT count(*) FROM (SELECT 1 FROM free_ports f WHERE f.worker_id = w.id
+    `SELECT ${PLACEMENT_COLUMNS.map((c) => `w.${c}`).join(", ")}, ` +
+    sql`(SELECT count(*) FROM (SELECT 1 FROM free_ports f WHERE f.worker_id = w.id
         ORDER BY f.worker_id, f.port LIMIT ${needPorts}) s)::int AS free_ports
-      FROM workers w WHERE ` + `${condition} ORDER BY w.name`
+      FROM workers w WHERE ` +
+    `${condition} ORDER BY w.name`
   );
 }
 
