@@ -85,8 +85,10 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
     database,
     [Channel.Routing, Channel.Streams, Channel.WorkerRemoved],
     (channel, payload) => {
-      if (channel === Channel.Routing) hub.wake();
-      else if (channel === Channel.WorkerRemoved) hub.removed(payload);
+      if (channel === Channel.Routing) {
+        const head = Number(payload);
+        hub.wake(Number.isSafeInteger(head) ? head : undefined);
+      } else if (channel === Channel.WorkerRemoved) hub.removed(payload);
       else if (channel === Channel.Streams) {
         const [workerId, otherInstance, at] = payload.split(" ");
         if (workerId && otherInstance) hub.replacedElsewhere(workerId, otherInstance, Number(at));

@@ -45,6 +45,8 @@ export class Hub {
   private readonly sessions = new Map<string, WorkerSession>();
   /** Every version up to this one has been turned into frames. */
   private processed = -1;
+  /** The highest version this instance committed itself (its entries come without a read). */
+  private committedHere = -1;
   private queue: Promise<void> = Promise.resolve();
   private pumpQueued = false;
   private advanceTimer: NodeJS.Timeout | undefined;
@@ -93,7 +95,9 @@ export class Hub {
       this.commitTimes.delete(this.commitTimes.keys().next().value as number);
     }
     if (this.stopped) return;
+    this.committedHere = Math.max(this.committedHere, head);
     void this.enqueue(async () => {
+      if (this.processed >= head) return;
       if (this.processed !== first - 1) return this.pump();
       this.distribute(
         head,
@@ -108,8 +112,12 @@ export class Hub {
     });
   }
 
-  /** Something may have committed: read the log's head soon (coalesced). */
-  wake(): void {
+  /**
+   * Something may have committed: read the log's head soon (coalesced). `head`, when known (a
+   * NOTIFY names it), skips the read for versions this instance committed and sends itself.
+   */
+  wake(head?: number): void {
+    if (head !== undefined && head <= Math.max(this.processed, this.committedHere)) return;
     if (this.pumpQueued || this.stopped) return;
     this.pumpQueued = true;
     this.enqueue(async () => {
