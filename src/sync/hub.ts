@@ -18,7 +18,9 @@ import type { PresenceWriter } from "./presence.js";
 import type { WorkerSession } from "./session.js";
 
 /** Workers untouched by a change learn the new version within this long (an empty diff). */
-const EMPTY_ADVANCE_MS = 200;
+const EMPTY_ADVANCE_MS = 500;
+/** Empty diffs sent in one turn of the event loop. */
+const ADVANCE_SLICE = 100;
 /** Streams whose first frame is read from the database together. */
 const INITIAL_BATCH = 500;
 /** The change log's head is re-read this often even without a notification. */
@@ -171,12 +173,20 @@ export class Hub {
     if (session.send(JSON.stringify(frame))) this.events.frameSent?.("diff");
   }
 
-  /** Brings workers no change touched up to the processed version with an empty diff. */
-  private advanceUntouched(): void {
-    for (const session of this.sessions.values()) {
+  /**
+   * Brings workers no change touched up to the processed version with an empty diff, a slice
+   * of the fleet at a time: between slices, commits and requests get their turn.
+   */
+  private advanceUntouched(sessions = [...this.sessions.values()], from = 0): void {
+    const end = Math.min(from + ADVANCE_SLICE, sessions.length);
+    for (let i = from; i < end; i++) {
+      const session = sessions[i]!;
       if (!session.closed && session.ready && session.version < this.processed) {
         this.sendDiff(session, this.processed, []);
       }
+    }
+    if (end < sessions.length && !this.stopped) {
+      setImmediate(() => void this.enqueue(async () => this.advanceUntouched(sessions, end)));
     }
   }
 

@@ -103,42 +103,8 @@ export class PresenceWriter {
     const seen = [...this.seen];
     this.seen.clear();
     try {
-      if (applied.length > 0) {
-        const values = applied.map(() => "(?::uuid, ?::bigint)").join(", ");
-        // Answers the acknowledgements skipped because their row was locked (and that still exist).
-        const skipped = await this.knex.raw<{ rows: Array<{ id: string }> }>(
-          `WITH v(id, version) AS (VALUES ${values}),
-           free AS (SELECT w.id FROM workers w JOIN v ON w.id = v.id
-                    FOR NO KEY UPDATE OF w SKIP LOCKED),
-           done AS (UPDATE workers SET applied_version = GREATEST(workers.applied_version, v.version)
-                    FROM v WHERE workers.id = v.id AND workers.id IN (SELECT id FROM free)
-                    RETURNING workers.id)
-           SELECT v.id FROM v WHERE v.id NOT IN (SELECT id FROM done)
-             AND EXISTS (SELECT 1 FROM workers w WHERE w.id = v.id)`,
-          applied.flat(),
-        );
-        const versions = new Map(applied);
-        for (const { id } of skipped.rows) {
-          const v = versions.get(id)!;
-          if ((this.applied.get(id) ?? -1) < v) this.applied.set(id, v);
-        }
-        if (skipped.rows.length > 0) this.scheduleFlush(LOCKED_RETRY_MS);
-      }
-      if (seen.length > 0) {
-        const values = seen.map(() => "(?::uuid)").join(", ");
-        const skipped = await this.knex.raw<{ rows: Array<{ id: string }> }>(
-          `WITH v(id) AS (VALUES ${values}),
-           free AS (SELECT w.id FROM workers w JOIN v ON w.id = v.id
-                    WHERE w.connected_instance = ? FOR NO KEY UPDATE OF w SKIP LOCKED),
-           done AS (UPDATE workers SET last_seen_at = ? WHERE id IN (SELECT id FROM free)
-                    RETURNING id)
-           SELECT v.id FROM v WHERE v.id NOT IN (SELECT id FROM done)
-             AND EXISTS (SELECT 1 FROM workers w WHERE w.id = v.id AND w.connected_instance = ?)`,
-          [...seen, this.instanceId, new Date(), this.instanceId],
-        );
-        for (const { id } of skipped.rows) this.seen.add(id);
-        if (skipped.rows.length > 0) this.scheduleFlush(LOCKED_RETRY_MS);
-      }
+      for (const chunk of chunks(applied)) await this.writeApplied(chunk);
+      for (const chunk of chunks(seen)) await this.writeSeen(chunk);
     } catch (error) {
       // Keep what was not written for the next flush; a database blip must not lose an ack.
       for (const [id, v] of applied) {
@@ -149,10 +115,62 @@ export class PresenceWriter {
     }
   }
 
+  /**
+   * One statement's worth of acknowledgements. Each statement holds its rows only briefly: a
+   * routing commit that counts routes on one of those workers waits for it.
+   */
+  private async writeApplied(applied: Array<[string, number]>): Promise<void> {
+    const values = applied.map(() => "(?::uuid, ?::bigint)").join(", ");
+    // Answers the acknowledgements skipped because their row was locked (and that still exist).
+    const skipped = await this.knex.raw<{ rows: Array<{ id: string }> }>(
+      `WITH v(id, version) AS (VALUES ${values}),
+       free AS (SELECT w.id FROM workers w JOIN v ON w.id = v.id
+                FOR NO KEY UPDATE OF w SKIP LOCKED),
+       done AS (UPDATE workers SET applied_version = GREATEST(workers.applied_version, v.version)
+                FROM v WHERE workers.id = v.id AND workers.id IN (SELECT id FROM free)
+                RETURNING workers.id)
+       SELECT v.id FROM v WHERE v.id NOT IN (SELECT id FROM done)
+         AND EXISTS (SELECT 1 FROM workers w WHERE w.id = v.id)`,
+      applied.flat(),
+    );
+    const versions = new Map(applied);
+    for (const { id } of skipped.rows) {
+      const v = versions.get(id)!;
+      if ((this.applied.get(id) ?? -1) < v) this.applied.set(id, v);
+    }
+    if (skipped.rows.length > 0) this.scheduleFlush(LOCKED_RETRY_MS);
+  }
+
+  private async writeSeen(seen: string[]): Promise<void> {
+    const values = seen.map(() => "(?::uuid)").join(", ");
+    const skipped = await this.knex.raw<{ rows: Array<{ id: string }> }>(
+      `WITH v(id) AS (VALUES ${values}),
+       free AS (SELECT w.id FROM workers w JOIN v ON w.id = v.id
+                WHERE w.connected_instance = ? FOR NO KEY UPDATE OF w SKIP LOCKED),
+       done AS (UPDATE workers SET last_seen_at = ? WHERE id IN (SELECT id FROM free)
+                RETURNING id)
+       SELECT v.id FROM v WHERE v.id NOT IN (SELECT id FROM done)
+         AND EXISTS (SELECT 1 FROM workers w WHERE w.id = v.id AND w.connected_instance = ?)`,
+      [...seen, this.instanceId, new Date(), this.instanceId],
+    );
+    for (const { id } of skipped.rows) this.seen.add(id);
+    if (skipped.rows.length > 0) this.scheduleFlush(LOCKED_RETRY_MS);
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.ackTimer) clearTimeout(this.ackTimer);
     this.ackTimer = undefined;
     await this.flush();
   }
+}
+
+/** Rows per presence statement. */
+const PRESENCE_CHUNK = 100;
+
+function chunks<T>(items: T[]): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += PRESENCE_CHUNK)
+    out.push(items.slice(i, i + PRESENCE_CHUNK));
+  return out;
 }

@@ -23,6 +23,8 @@ export class WorkerSession {
   /** The highest version the worker acknowledged on this stream. */
   acked = -1;
   private readonly digests = new Map<number, string>();
+  /** The digest of `table` as it is now; undefined once the table changed. */
+  private digest: string | undefined;
   lastSeen = Date.now();
   missedPongs = 0;
   closed = false;
@@ -36,6 +38,7 @@ export class WorkerSession {
   snapshot(version: number, routes: RouteView[]): SnapshotFrame {
     this.table.clear();
     for (const r of routes) this.table.set(r.id, r.version);
+    this.digest = undefined;
     this.changedAt = version;
     return {
       type: "snapshot",
@@ -54,7 +57,10 @@ export class WorkerSession {
     for (const r of upserts) this.table.set(r.id, r.version);
     for (const id of deletes) this.table.delete(id);
     const from = this.version;
-    if (upserts.length > 0 || deletes.length > 0) this.changedAt = to;
+    if (upserts.length > 0 || deletes.length > 0) {
+      this.changedAt = to;
+      this.digest = undefined;
+    }
     return { type: "diff", from, to, upserts, deletes, digest: this.advance(to) };
   }
 
@@ -66,6 +72,7 @@ export class WorkerSession {
     const { upserts, deletes } = lastChanges(entries, since);
     this.table.clear();
     for (const r of table) this.table.set(r.id, r.version);
+    this.digest = undefined;
     this.changedAt = to;
     return { type: "diff", from: since, to, upserts, deletes, digest: this.advance(to) };
   }
@@ -73,7 +80,8 @@ export class WorkerSession {
   private advance(version: number): string {
     this.version = version;
     this.ready = true;
-    const digest = workerDigest(this.table);
+    // An empty diff leaves the table, and so its digest, as it was.
+    const digest = (this.digest ??= workerDigest(this.table));
     this.digests.set(version, digest);
     if (this.digests.size > REMEMBERED_DIGESTS) {
       const oldest = this.digests.keys().next().value as number;
