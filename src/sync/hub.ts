@@ -19,8 +19,11 @@ import type { WorkerSession } from "./session.js";
 
 /** Workers untouched by a change learn the new version within this long (an empty diff). */
 const EMPTY_ADVANCE_MS = 500;
-/** Empty diffs sent in one turn of the event loop. */
+/** Empty diffs sent in one turn of the event loop, */
 const ADVANCE_SLICE = 100;
+/** …at most this far apart, and all of them within this part of EMPTY_ADVANCE_MS. */
+const ADVANCE_PAUSE_MS = 20;
+const ADVANCE_SPREAD_MS = 250;
 /** Streams whose first frame is read from the database together. */
 const INITIAL_BATCH = 500;
 /** The change log's head is re-read this often even without a notification. */
@@ -186,7 +189,11 @@ export class Hub {
       }
     }
     if (end < sessions.length && !this.stopped) {
-      setImmediate(() => void this.enqueue(async () => this.advanceUntouched(sessions, end)));
+      // Spread over part of the period, so that the acknowledgements coming back do not arrive
+      // all in one turn of the event loop either.
+      const slices = Math.ceil(sessions.length / ADVANCE_SLICE);
+      const pause = Math.min(ADVANCE_PAUSE_MS, ADVANCE_SPREAD_MS / slices);
+      setTimeout(() => void this.enqueue(async () => this.advanceUntouched(sessions, end)), pause);
     }
   }
 
