@@ -19,6 +19,7 @@ export function requestLog(
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const route = routeTemplate(req.baseUrl, req.route as { path?: unknown } | undefined);
       observe?.(req.method, route, res.statusCode, seconds);
+      if (!logger.isInfoEnabled()) return;
       logger.info("request", {
         request_id: requestId,
         method: req.method,

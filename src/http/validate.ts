@@ -4,17 +4,29 @@ import { validationFailed, type FieldProblem } from "../errors.js";
 /**
  * Paths of own `__proto__` keys anywhere in `value`. JSON.parse makes them ordinary keys, and
  * Joi drops them silently instead of refusing them as unknown. Iterative: bodies may nest deeply.
+ * A path is spelled out only for a key found (each node keeps its parent), not for every key.
  */
 function protoKeyPaths(value: unknown): string[][] {
+  interface Visit {
+    node: unknown;
+    key: string;
+    parent: Visit | undefined;
+  }
+  const pathOf = (visit: Visit): string[] => {
+    const parts: string[] = [];
+    for (let v: Visit | undefined = visit; v?.parent; v = v.parent) parts.unshift(v.key);
+    return parts;
+  };
   const found: string[][] = [];
-  const stack: Array<{ node: unknown; parts: string[] }> = [{ node: value, parts: [] }];
+  const stack: Visit[] = [{ node: value, key: "", parent: undefined }];
   while (stack.length > 0) {
-    const { node, parts } = stack.pop()!;
+    const visit = stack.pop()!;
+    const { node } = visit;
     if (typeof node !== "object" || node === null) continue;
     for (const key of Object.keys(node)) {
-      const next = [...parts, key];
-      if (key === "__proto__") found.push(next);
-      stack.push({ node: (node as Record<string, unknown>)[key], parts: next });
+      const child: Visit = { node: (node as Record<string, unknown>)[key], key, parent: visit };
+      if (key === "__proto__") found.push(pathOf(child));
+      if (typeof child.node === "object" && child.node !== null) stack.push(child);
     }
   }
   return found;
