@@ -377,6 +377,7 @@ export class Hub {
 
   /** The worker was removed: close its stream. */
   removed(workerId: string): void {
+    this.watch.forget(workerId);
     this.sessions
       .get(workerId)
       ?.closeWith(CloseCode.WorkerRemoved, FrameError.WorkerRemoved, "worker was removed");

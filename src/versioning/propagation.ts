@@ -11,6 +11,8 @@ const MAX_POLL_MS = 50;
  */
 export class PropagationWatch {
   private readonly local = new EventEmitter();
+  /** The highest version each worker acknowledged on a stream of this instance. */
+  private readonly ackedHere = new Map<string, number>();
 
   constructor(private readonly knex: Knex) {
     this.local.setMaxListeners(0);
@@ -18,12 +20,23 @@ export class PropagationWatch {
 
   /** Tells waiters on this instance that a worker acknowledged `version`. */
   acknowledged(workerId: string, version: number): void {
+    if ((this.ackedHere.get(workerId) ?? -1) < version) this.ackedHere.set(workerId, version);
     this.local.emit("ack", workerId, version);
   }
 
-  /** Resolves true once all `workerIds` applied `version` (or are gone), false at the deadline. */
+  /** A removed worker's acknowledgements are no longer kept. */
+  forget(workerId: string): void {
+    this.ackedHere.delete(workerId);
+  }
+
+  /**
+   * Resolves true once all `workerIds` applied `version` (or are gone), false at the deadline.
+   * Workers streaming to this instance usually answer within milliseconds: the database is asked
+   * only after the first FIRST_POLL_MS without their acknowledgement, then at growing intervals.
+   */
   async waitApplied(version: number, workerIds: string[], timeoutMs: number): Promise<boolean> {
-    const pending = new Set(workerIds);
+    const pending = new Set(workerIds.filter((id) => (this.ackedHere.get(id) ?? -1) < version));
+    if (pending.size === 0) return true;
     const deadline = Date.now() + timeoutMs;
     let pollMs = FIRST_POLL_MS;
     const onAck = (workerId: string, acked: number) => {
@@ -31,6 +44,7 @@ export class PropagationWatch {
     };
     this.local.on("ack", onAck);
     try {
+      await this.nextAck(Math.min(pollMs, Math.max(0, deadline - Date.now())), pending);
       for (;;) {
         if (pending.size === 0) return true;
         const rows = (await this.knex("workers")

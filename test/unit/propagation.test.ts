@@ -1,0 +1,73 @@
+import type { Knex } from "knex";
+import { describe, expect, it } from "vitest";
+import { PropagationWatch } from "../../src/versioning/propagation.js";
+
+/** A stand-in for the `workers` table: the applied versions it holds, and how often it was read. */
+function fakeDatabase(applied: Record<string, number>) {
+  const reads: string[][] = [];
+  const knex = ((table: string) => {
+    expect(table).toBe("workers");
+    return {
+      whereIn: (_column: string, ids: string[]) => ({
+        select: async () => {
+          reads.push(ids);
+          return ids.flatMap((id) =>
+            applied[id] === undefined ? [] : [{ id, applied_version: applied[id] }],
+          );
+        },
+      }),
+    };
+  }) as unknown as Knex;
+  return { knex, reads, applied };
+}
+
+describe("waiting until workers applied a version", () => {
+  it("answers at once for a worker that acknowledged it on this instance, without a query", async () => {
+    const db = fakeDatabase({});
+    const watch = new PropagationWatch(db.knex);
+    watch.acknowledged("w1", 10);
+    expect(await watch.waitApplied(10, ["w1"], 1000)).toBe(true);
+    expect(await watch.waitApplied(9, ["w1"], 1000)).toBe(true);
+    expect(db.reads).toEqual([]);
+  });
+
+  it("is woken by an acknowledgement here before it asks the database", async () => {
+    const db = fakeDatabase({ w1: 3 });
+    const watch = new PropagationWatch(db.knex);
+    const waiting = watch.waitApplied(11, ["w1"], 1000);
+    setImmediate(() => watch.acknowledged("w1", 11));
+    expect(await waiting).toBe(true);
+    expect(db.reads).toEqual([]);
+  });
+
+  it("asks the database for workers acknowledging elsewhere, and counts removed ones as done", async () => {
+    const db = fakeDatabase({ w1: 3, w2: 3 });
+    const watch = new PropagationWatch(db.knex);
+    const waiting = watch.waitApplied(12, ["w1", "w2", "gone"], 5000);
+    // Another instance records the acknowledgements in the database.
+    setTimeout(() => {
+      db.applied.w1 = 12;
+      db.applied.w2 = 13;
+    }, 20);
+    expect(await waiting).toBe(true);
+    expect(db.reads.length).toBeGreaterThan(0);
+    expect(db.reads[0]).toEqual(["w1", "w2", "gone"]);
+  });
+
+  it("gives up at the deadline when a worker never applies the version", async () => {
+    const db = fakeDatabase({ w1: 3 });
+    const watch = new PropagationWatch(db.knex);
+    watch.acknowledged("w1", 5);
+    expect(await watch.waitApplied(6, ["w1"], 30)).toBe(false);
+  });
+
+  it("forgets a removed worker's acknowledgements", async () => {
+    const db = fakeDatabase({});
+    const watch = new PropagationWatch(db.knex);
+    watch.acknowledged("w1", 10);
+    watch.forget("w1");
+    // Not known here any more; the database no longer has it either: done after one read.
+    expect(await watch.waitApplied(10, ["w1"], 1000)).toBe(true);
+    expect(db.reads).toEqual([["w1"]]);
+  });
+});
