@@ -2,7 +2,11 @@
  * npm run bench:api — route creation over HTTP against the local PostgreSQL, next to what the
  * same PostgreSQL does for the bare transaction. Prints a Markdown table for docs/benchmarks.md.
  */
+import { spawnSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import knexFactory from "knex";
 import {
   BENCH_TOKENS,
@@ -70,6 +74,46 @@ async function bareTransactions(dbUrl: string, total: number, concurrency: numbe
   return r.perSecond;
 }
 
+/**
+ * The same bare transaction through pgbench, PostgreSQL's own C client: what the database does
+ * without Node in the way. "skipped" where pgbench is not installed.
+ */
+function pgbench(dbUrl: string, clients: number): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "bench-pgbench-"));
+  try {
+    const script = path.join(dir, "bare.sql");
+    writeFileSync(
+      script,
+      `BEGIN;
+UPDATE bare_counter SET version = version + 1 WHERE id = 1;
+INSERT INTO bare_routes VALUES (gen_random_uuid(), 0, '{}');
+INSERT INTO bare_log VALUES (0, gen_random_uuid(), '{}');
+END;
+`,
+    );
+    const run = spawnSync(
+      "pgbench",
+      [
+        "-n",
+        "-c",
+        String(clients),
+        "-j",
+        String(Math.min(clients, 2)),
+        "-T",
+        "5",
+        "-f",
+        script,
+        dbUrl,
+      ],
+      { encoding: "utf8" },
+    );
+    const tps = /tps = ([0-9.]+)/.exec(run.stdout ?? "");
+    return tps ? Math.round(Number(tps[1])).toLocaleString("en-US") : "skipped";
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function main() {
   const db = await freshDatabase("appproxy_bench_api");
   const coordinator = await startCoordinatorProcess({
@@ -117,6 +161,12 @@ async function main() {
       "bare transaction (knex loop), concurrency 16",
       fmt(await bareTransactions(db.url, 10000, 16)),
     ]);
+    for (const clients of [1, 16]) {
+      rows.push([
+        `bare transaction (pgbench, C client), concurrency ${clients}`,
+        pgbench(db.url, clients),
+      ]);
+    }
   } finally {
     await coordinator.stop();
     await db.drop();
