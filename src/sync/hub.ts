@@ -15,13 +15,14 @@ import {
 import { CloseCode, FrameError } from "./close-codes.js";
 import { STREAM_PROTOCOL, type InboundFrame } from "./frames.js";
 import type { PresenceWriter } from "./presence.js";
+import { inSlices } from "./pacing.js";
 import type { WorkerSession } from "./session.js";
 
 /** Workers untouched by a change learn the new version within this long (an empty diff). */
 const EMPTY_ADVANCE_MS = 500;
-/** Empty diffs sent in one turn of the event loop, */
-const ADVANCE_SLICE = 100;
-/** …at most this far apart, and all of them within this part of EMPTY_ADVANCE_MS. */
+/** Streams sent empty diffs or pings in one turn of the event loop (see inSlices). */
+const PACING_SLICE = 100;
+/** Empty-diff slices at most this far apart, and all within this part of EMPTY_ADVANCE_MS. */
 const ADVANCE_PAUSE_MS = 20;
 const ADVANCE_SPREAD_MS = 250;
 /** Streams whose first frame is read from the database together. */
@@ -178,23 +179,25 @@ export class Hub {
 
   /**
    * Brings workers no change touched up to the processed version with an empty diff, a slice
-   * of the fleet at a time: between slices, commits and requests get their turn.
+   * of the fleet at a time (see inSlices); each slice runs in the hub's queue, in turn with the
+   * changes it distributes.
    */
-  private advanceUntouched(sessions = [...this.sessions.values()], from = 0): void {
-    const end = Math.min(from + ADVANCE_SLICE, sessions.length);
-    for (let i = from; i < end; i++) {
-      const session = sessions[i]!;
-      if (!session.closed && session.ready && session.version < this.processed) {
-        this.sendDiff(session, this.processed, []);
-      }
-    }
-    if (end < sessions.length && !this.stopped) {
-      // Spread over part of the period, so that the acknowledgements coming back do not arrive
-      // all in one turn of the event loop either.
-      const slices = Math.ceil(sessions.length / ADVANCE_SLICE);
-      const pause = Math.min(ADVANCE_PAUSE_MS, ADVANCE_SPREAD_MS / slices);
-      setTimeout(() => void this.enqueue(async () => this.advanceUntouched(sessions, end)), pause);
-    }
+  private advanceUntouched(): void {
+    inSlices(
+      [...this.sessions.values()],
+      (session) => {
+        if (!session.closed && session.ready && session.version < this.processed) {
+          this.sendDiff(session, this.processed, []);
+        }
+      },
+      {
+        slice: PACING_SLICE,
+        spreadMs: ADVANCE_SPREAD_MS,
+        maxPauseMs: ADVANCE_PAUSE_MS,
+        schedule: (run) => void this.enqueue(async () => run()),
+        stopped: () => this.stopped,
+      },
+    );
   }
 
   /**
@@ -396,15 +399,29 @@ export class Hub {
   }
 
   /** Pings every stream; terminates one that missed two pongs in a row. */
+  /**
+   * Pings every stream once per heartbeat interval, a slice at a time over the first half of it;
+   * a stream that missed two pongs is cut.
+   */
   heartbeat(): void {
-    for (const session of this.sessions.values()) {
-      if (session.missedPongs >= 2) {
-        session.socket.terminate();
-        continue;
-      }
-      session.missedPongs += 1;
-      session.socket.ping();
-    }
+    inSlices(
+      [...this.sessions.values()],
+      (session) => {
+        if (session.closed) return;
+        if (session.missedPongs >= 2) {
+          session.socket.terminate();
+          return;
+        }
+        session.missedPongs += 1;
+        session.socket.ping();
+      },
+      {
+        slice: PACING_SLICE,
+        spreadMs: (this.heartbeatIntervalS * 1000) / 2,
+        maxPauseMs: (this.heartbeatIntervalS * 1000) / 2,
+        stopped: () => this.stopped,
+      },
+    );
   }
 
   pong(session: WorkerSession): void {
