@@ -1,5 +1,6 @@
 import type { Knex } from "knex";
 import * as initial from "../../migrations/20261127000000_initial.js";
+import * as routeIndexCosts from "../../migrations/20261127010000_route_index_costs.js";
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -8,7 +9,10 @@ interface Migration {
 
 // A static list: knex's directory loader cannot import .ts under plain Node or vitest, and the
 // names recorded in knex_migrations must not depend on whether the code was compiled.
-const migrations: ReadonlyArray<[string, Migration]> = [["20261127000000_initial", initial]];
+const migrations: ReadonlyArray<[string, Migration]> = [
+  ["20261127000000_initial", initial],
+  ["20261127010000_route_index_costs", routeIndexCosts],
+];
 
 export const migrationSource: Knex.MigrationSource<[string, Migration]> = {
   getMigrations: () => Promise.resolve([...migrations]),
