@@ -91,15 +91,27 @@ export class ScriptSession {
   /** Runs the statements in one round trip; the rows of each, in order. */
   async run(statements: string[]): Promise<Row[][]> {
     if (statements.length === 0) return [];
-    const text = statements.join(";\n");
-    const { connection } = this;
-    // PGlite's query() takes one statement only; exec() takes a script.
-    const result = connection.exec ? await connection.exec(text) : await connection.query(text);
+    const result = await this.execute(statements);
     const results = Array.isArray(result) ? result : [result];
     if (results.length !== statements.length) {
       throw new Error(`a script of ${statements.length} statements gave ${results.length} results`);
     }
     return results.map((r) => r.rows);
+  }
+
+  /**
+   * Runs the statements in one round trip, their rows unread: for a script that ends with
+   * `COMMIT`, whose outcome nothing after it may put in doubt.
+   */
+  async send(statements: string[]): Promise<void> {
+    if (statements.length > 0) await this.execute(statements);
+  }
+
+  private execute(statements: string[]): Promise<PgResult | PgResult[]> {
+    const text = statements.join(";\n");
+    const { connection } = this;
+    // PGlite's query() takes one statement only; exec() takes a script.
+    return connection.exec ? connection.exec(text) : connection.query(text);
   }
 
   /**

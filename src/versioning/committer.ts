@@ -124,9 +124,8 @@ export class Committer {
     try {
       session = await ScriptSession.open(this.knex);
       await this.runScript(session, byKey(items), log, outcomes);
-      await session.close();
     } catch (error) {
-      if (session) await session.close(await rollback(session, error));
+      if (session) await session.close(await rollback(session, error)).catch(() => undefined);
       if (items.length > 1 && !isConnectionError(error)) {
         // Run alone, each change fails or succeeds on its own.
         for (const item of items) await this.runScripted([item]);
@@ -136,6 +135,8 @@ export class Committer {
       for (const item of items) item.reject(translated);
       return;
     }
+    // Committed: handing the connection back cannot undo that, nor must its failure.
+    await session.close().catch(() => undefined);
     this.announce(log);
     for (const item of items) settle(item, outcomes.get(item)!);
   }
@@ -182,10 +183,10 @@ export class Committer {
     log.changes.sort((a, b) => a.version - b.version);
     log.entries.sort((a, b) => a.version - b.version);
     if (log.changes.length === 0) {
-      await session.run(["ROLLBACK"]);
+      await session.send(["ROLLBACK"]);
       return;
     }
-    await session.run([...writes, logStatement(log), "COMMIT"]);
+    await session.send([...writes, logStatement(log), "COMMIT"]);
   }
 
   private async runGroup(group: Pending[]): Promise<void> {
@@ -302,7 +303,7 @@ function settle(item: Pending, o: Outcome): void {
 async function rollback(session: ScriptSession, error: unknown): Promise<unknown> {
   if (isConnectionError(error)) return error;
   try {
-    await session.run(["ROLLBACK"]);
+    await session.send(["ROLLBACK"]);
     return undefined;
   } catch (rollbackError) {
     return rollbackError;
