@@ -52,10 +52,11 @@ interface GroupLog {
  * order without gaps. Changes waiting at the same moment share one transaction (group commit),
  * each with its own version and its own answer:
  *
- * - scripted changes (route creations and patches) run by kind as one pass each, in three round
- *   trips for the whole group: the lock with every read, the bookings only the database can hand
- *   out, then every write with the log and the commit. Should the pass fail, each change is run
- *   again alone, so that one bad change cannot fail the others;
+ * - scripted changes (route creations and patches) run by kind as one pass each, in two or
+ *   three round trips for the whole group: the lock with every read, the bookings only the
+ *   database can hand out (when a large batch needs them), then every write with the log and the
+ *   commit. Should the pass fail, each change is run again alone, so that one bad change cannot
+ *   fail the others;
  * - any other change runs in a savepoint of its own, so a failing one is rolled back alone.
  *
  * The changes of a group were all waiting unanswered at once, so any order among them is one
