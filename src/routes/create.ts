@@ -24,6 +24,7 @@ import { ELIGIBLE_STATUSES } from "../workers/model.js";
 import {
   insertRoutesStatement,
   lowestFreePortsStatement,
+  portsByWorker,
   routesByIdsStatement,
   splitWorker,
   takeLowestPortsStatement,
@@ -120,14 +121,7 @@ class CreatePlan {
     const takenAsked = new Set(
       at(reads.takenAsked).map((r) => `${String(r.wildcard_domain)}/${String(r.subdomain)}`),
     );
-    const lowest = new Map<string, number[]>();
-    for (const r of at(reads.lowest)) {
-      const id = String(r.worker_id);
-      const list = lowest.get(id);
-      if (list) list.push(Number(r.port));
-      else lowest.set(id, [Number(r.port)]);
-    }
-    for (const list of lowest.values()) list.sort((x, y) => x - y);
+    const lowest = portsByWorker(at(reads.lowest));
     return new CreatePlan(existing, workers, pool, freeAsked, takenAsked, lowest);
   }
 
@@ -492,15 +486,9 @@ class CreateRun implements ScriptedRun<CreateOutcome> {
 
   afterMiddle(rows: Row[][]): void {
     if (this.fromDatabase.size > 0) {
-      const booked = new Map<string, number[]>();
-      for (const row of rows[rows.length - 1]!) {
-        const id = String(row.worker_id);
-        const list = booked.get(id);
-        if (list) list.push(Number(row.port));
-        else booked.set(id, [Number(row.port)]);
-      }
+      const booked = portsByWorker(rows[rows.length - 1]!);
       for (const [workerId, count] of this.fromDatabase) {
-        const ports = (booked.get(workerId) ?? []).sort((x, y) => x - y);
+        const ports = booked.get(workerId) ?? [];
         if (ports.length < count) {
           throw new Error(`worker ${workerId} had fewer free ports than counted`);
         }

@@ -147,12 +147,7 @@ export async function takePorts(
   pairs: Array<{ workerId: string; port: number }>,
 ): Promise<void> {
   if (pairs.length === 0) return;
-  const values = pairs.map(() => "(?::uuid, ?::int)").join(", ");
-  const result = await tx.raw<{ rows: unknown[] }>(
-    `DELETE FROM free_ports f USING (VALUES ${values}) AS v(worker_id, port)
-     WHERE f.worker_id = v.worker_id AND f.port = v.port RETURNING f.port`,
-    pairs.flatMap((p) => [p.workerId, p.port]),
-  );
+  const result = await tx.raw<{ rows: unknown[] }>(takePortsStatement(pairs));
   if (result.rows.length !== pairs.length) throw new Error("a port expected free was taken");
 }
 
@@ -164,27 +159,22 @@ export async function takeLowestPorts(
   tx: Knex.Transaction,
   wanted: Map<string, number>,
 ): Promise<Map<string, number[]>> {
-  const booked = new Map<string, number[]>();
-  if (wanted.size === 0) return booked;
-  const values = [...wanted].map(() => "(?::uuid, ?::int)").join(", ");
-  const result = await tx.raw<{ rows: Array<{ worker_id: string; port: number }> }>(
-    `WITH want(worker_id, n) AS (VALUES ${values}),
-     picked AS (
-       SELECT p.worker_id, p.port FROM want w CROSS JOIN LATERAL (
-         SELECT f.worker_id, f.port FROM free_ports f
-         WHERE f.worker_id = w.worker_id ORDER BY f.port LIMIT w.n) p)
-     DELETE FROM free_ports f USING picked
-     WHERE f.worker_id = picked.worker_id AND f.port = picked.port
-     RETURNING f.worker_id, f.port`,
-    [...wanted].flat(),
-  );
-  for (const row of result.rows) {
-    const list = booked.get(row.worker_id);
-    if (list) list.push(row.port);
-    else booked.set(row.worker_id, [row.port]);
+  if (wanted.size === 0) return new Map();
+  const result = await tx.raw<{ rows: Row[] }>(takeLowestPortsStatement(wanted));
+  return portsByWorker(result.rows);
+}
+
+/** (worker_id, port) rows as each worker's ports, lowest first. */
+export function portsByWorker(rows: Row[]): Map<string, number[]> {
+  const byWorker = new Map<string, number[]>();
+  for (const row of rows) {
+    const id = String(row.worker_id);
+    const list = byWorker.get(id);
+    if (list) list.push(Number(row.port));
+    else byWorker.set(id, [Number(row.port)]);
   }
-  for (const list of booked.values()) list.sort((x, y) => x - y);
-  return booked;
+  for (const list of byWorker.values()) list.sort((x, y) => x - y);
+  return byWorker;
 }
 
 /** Returns ports to their worker's free list. */

@@ -50,29 +50,19 @@ export async function findWorkersByIds(db: Db, ids: string[]): Promise<WorkerRow
 }
 
 /**
- * Candidates for new routes, with up to `needPorts` of their free ports counted (counting stops
- * there, so the cost does not grow with the size of a worker's range).
+ * Candidates for new routes (the given workers, else every eligible one), with up to `needPorts`
+ * of their free ports counted (counting stops there, so the cost does not grow with the size of a
+ * worker's range).
  */
 export async function loadCandidates(
   db: Db,
   needPorts: number,
   ids?: string[],
 ): Promise<CandidateRow[]> {
-  const q = db("workers as w")
-    .select(
-      "w.*",
-      db.raw(
-        // ORDER BY the key keeps the planner on the index: with a bare LIMIT it may scan the
-        // table, expecting free ports of every worker to be spread evenly through it.
-        "(SELECT count(*) FROM (SELECT 1 FROM free_ports f WHERE f.worker_id = w.id ORDER BY f.worker_id, f.port LIMIT ?) s)::int AS free_ports",
-        [needPorts],
-      ),
-    )
-    .orderBy("w.name");
-  if (ids) void q.whereIn("w.id", ids);
-  else void q.whereIn("w.status", ELIGIBLE_STATUSES as WorkerStatus[]);
-  const rows = (await q) as CandidateRow[];
-  return rows.map((r) => ({ ...r, free_ports: Number(r.free_ports) }));
+  const result = await db.raw<{ rows: CandidateRow[] }>(
+    candidatesStatement(candidateCondition(ids ?? [], ids === undefined), needPorts),
+  );
+  return result.rows.map((r) => ({ ...r, free_ports: Number(r.free_ports) }));
 }
 
 function registrationColumns(r: Registration) {
@@ -168,14 +158,8 @@ export async function adjustRouteCounts(
   tx: Knex.Transaction,
   deltas: Map<string, number>,
 ): Promise<void> {
-  const changed = [...deltas].filter(([, delta]) => delta !== 0);
-  if (changed.length === 0) return;
-  const values = changed.map(() => "(?::uuid, ?::int)").join(", ");
-  await tx.raw(
-    `UPDATE workers SET route_count = workers.route_count + v.delta
-     FROM (VALUES ${values}) AS v(id, delta) WHERE workers.id = v.id`,
-    changed.flat(),
-  );
+  if ([...deltas.values()].every((delta) => delta === 0)) return;
+  await tx.raw(adjustRouteCountsStatement(deltas));
 }
 
 // Statements for scripted runs (see db/script.ts): SQL text with the values written in.

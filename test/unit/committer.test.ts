@@ -76,8 +76,13 @@ describe("the committer's scripted changes", () => {
     );
     expect(answers.map((a) => a.version)).toEqual([before + 1, before + 2, before + 3, before + 4]);
     expect(await notes()).toEqual(["a1", "a2", "a3", "a4"]);
-    const log = await db.knex("changes").where("version", ">", before).orderBy("version");
-    expect(log.map((c: { kind: string }) => c.kind)).toEqual(["probe", "probe", "probe", "probe"]);
+    const log = (await db
+      .knex("changes")
+      .where("version", ">", before)
+      .orderBy("version")) as Array<{ kind: string; committed_at: Date }>;
+    expect(log.map((c) => c.kind)).toEqual(["probe", "probe", "probe", "probe"]);
+    // One transaction: every change of a group carries the moment its lock was taken.
+    expect(new Set(log.map((c) => c.committed_at.getTime())).size).toBe(1);
   });
 
   it("fail only the change whose write fails, and commit the others of its group", async () => {

@@ -23,6 +23,13 @@ async function script(statements: string[]) {
   }
 }
 
+async function probeRows(): Promise<number> {
+  const [[count]] = (await script(["SELECT count(*)::int AS n FROM script_probe"])) as [
+    [{ n: number }],
+  ];
+  return count.n;
+}
+
 const AWKWARD = [
   "",
   "plain",
@@ -85,10 +92,7 @@ describe("a script session", () => {
     } finally {
       await session.close();
     }
-    const [[count]] = (await script(["SELECT count(*)::int AS n FROM script_probe"])) as [
-      [{ n: number }],
-    ];
-    expect(count.n).toBe(0);
+    expect(await probeRows()).toBe(0);
   });
 
   it("stops at the first failing statement, leaving nothing of the transaction", async () => {
@@ -106,9 +110,6 @@ describe("a script session", () => {
     } finally {
       await session.close();
     }
-    const [[count]] = (await script(["SELECT count(*)::int AS n FROM script_probe"])) as [
-      [{ n: number }],
-    ];
-    expect(count.n).toBe(0);
+    expect(await probeRows()).toBe(0);
   });
 });
