@@ -1,4 +1,4 @@
-import { createHash, createHmac, timingSafeEqual } from "node:crypto";
+import { createHmac, hash, timingSafeEqual } from "node:crypto";
 
 export type Role = "manager" | "registration" | "admin" | "worker";
 
@@ -8,7 +8,7 @@ export type Principal =
 const WORKER_PREFIX = "wt1.";
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-const digest = (value: string): Buffer => createHash("sha256").update(value, "utf8").digest();
+const digest = (value: string): Buffer => hash("sha256", value, "buffer");
 
 /**
  * Knows every token of every role. Configured tokens are kept only as SHA-256 digests and

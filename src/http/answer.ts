@@ -34,5 +34,17 @@ export async function answerMutation(
     res.status(finalStatus === 202 ? 202 : status).end();
     return;
   }
-  res.status(finalStatus).json(body);
+  sendJson(res, finalStatus, body);
+}
+
+/**
+ * Writes `body` as a JSON answer, as `res.json` does but without its per-answer charset and
+ * freshness handling, which a mutation's answer never needs.
+ */
+export function sendJson(res: Response, status: number, body: unknown): void {
+  const payload = Buffer.from(JSON.stringify(body));
+  res.statusCode = status;
+  res.setHeader("Content-Type", "application/json; charset=utf-8");
+  res.setHeader("Content-Length", payload.length);
+  res.end(payload);
 }

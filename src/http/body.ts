@@ -1,29 +1,88 @@
-import express, { type RequestHandler } from "express";
-import { unsupportedMediaType } from "../errors.js";
+import express, { type Request, type RequestHandler } from "express";
+import { badRequest, payloadTooLarge, unsupportedMediaType, type AppError } from "../errors.js";
 
 export const BODY_LIMIT_BYTES = 1024 * 1024;
 
 const isJson = (type: string | undefined) =>
   !!type && /^application\/([a-z0-9.+-]*\+)?json(\s*;.*)?$/i.test(type.trim());
 
+const CHARSET = /;\s*charset\s*=\s*"?([^";\s]*)/i;
+
+const hasBody = (req: Request) =>
+  req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? 0) > 0;
+
+/**
+ * Plain UTF-8 JSON, not compressed: nearly every request. These are read here; the rest
+ * (gzip, deflate, br; another charset) go through body-parser, which inflates and decodes them.
+ */
+function isPlainUtf8(req: Request): boolean {
+  const encoding = req.headers["content-encoding"];
+  if (encoding !== undefined && encoding.toLowerCase() !== "identity") return false;
+  const charset = CHARSET.exec(req.headers["content-type"] ?? "")?.[1];
+  return charset === undefined || charset.toLowerCase() === "utf-8";
+}
+
+/** JSON.parse under body-parser's strict rule: an object or an array, or an empty body. */
+function parseStrict(text: string): unknown {
+  if (text.length === 0) return {};
+  const first = /^[ \t\n\r]*(.)/.exec(text)?.[1];
+  if (first !== "{" && first !== "[") throw badRequest("The body is not valid JSON.");
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw badRequest("The body is not valid JSON.");
+  }
+}
+
+/**
+ * Reads a plain UTF-8 body into `req.body`, refusing one over the limit with 413 once the client
+ * has finished sending it (answering mid-upload would reset the connection under the client).
+ */
+function readPlain(req: Request, done: (error?: AppError) => void): void {
+  const declared = req.headers["content-length"];
+  let failure: AppError | undefined =
+    declared !== undefined && Number(declared) > BODY_LIMIT_BYTES
+      ? payloadTooLarge("The body is larger than 1 MiB.")
+      : undefined;
+  const chunks: Buffer[] = [];
+  let received = 0;
+  let finished = false;
+  const finish = (error?: AppError) => {
+    if (finished) return;
+    finished = true;
+    req.off("data", onData);
+    done(error);
+  };
+  const onData = (chunk: Buffer) => {
+    received += chunk.length;
+    if (received > BODY_LIMIT_BYTES) failure ??= payloadTooLarge("The body is larger than 1 MiB.");
+    if (failure === undefined) chunks.push(chunk);
+  };
+  req.on("data", onData);
+  req.once("end", () => {
+    if (failure) return finish(failure);
+    let text = Buffer.concat(chunks, received).toString("utf8");
+    if (text.charCodeAt(0) === 0xfeff) text = text.slice(1); // a byte order mark, as iconv drops it
+    try {
+      req.body = parseStrict(text);
+    } catch (error) {
+      return finish(error as AppError);
+    }
+    finish();
+  });
+  req.once("aborted", () => finish(badRequest("The request was aborted.")));
+  req.once("error", () => finish(badRequest("The body could not be read.")));
+}
+
 /** A request with a body must say it is JSON (415 otherwise); bodies over 1 MiB are refused. */
 export function jsonBody(): RequestHandler {
-  const parse = express.json({ limit: BODY_LIMIT_BYTES, strict: true, type: () => true });
-  const requireJson: RequestHandler = (req, _res, next) => {
-    const hasBody =
-      req.headers["transfer-encoding"] !== undefined ||
-      Number(req.headers["content-length"] ?? 0) > 0;
-    if (!hasBody) return next();
-    if (!isJson(req.headers["content-type"])) {
-      throw unsupportedMediaType("The body must be JSON (Content-Type: application/json).");
-    }
-    next();
-  };
+  const general = express.json({ limit: BODY_LIMIT_BYTES, strict: true, type: () => true });
   return (req, res, next) => {
-    try {
-      requireJson(req, res, (error?: unknown) => (error ? next(error) : parse(req, res, next)));
-    } catch (error) {
-      next(error);
+    if (!hasBody(req)) return general(req, res, next);
+    if (!isJson(req.headers["content-type"])) {
+      return next(unsupportedMediaType("The body must be JSON (Content-Type: application/json)."));
     }
+    if (!isPlainUtf8(req)) return general(req, res, next);
+    readPlain(req, (error) => (error ? next(error) : next()));
   };
 }

@@ -32,13 +32,30 @@ function protoKeyPaths(value: unknown): string[][] {
   return found;
 }
 
+const PREFERENCES: Joi.ValidationOptions = {
+  abortEarly: false,
+  convert: true,
+  errors: { label: false },
+};
+
+/**
+ * Each schema with the preferences above set on it, made once: options passed to every
+ * `validate` call would be merged with Joi's defaults on every request.
+ */
+const prepared = new WeakMap<Joi.Schema, Joi.Schema>();
+
+function withPreferences(schema: Joi.Schema): Joi.Schema {
+  let ready = prepared.get(schema);
+  if (!ready) {
+    ready = schema.prefs(PREFERENCES);
+    prepared.set(schema, ready);
+  }
+  return ready;
+}
+
 /** Validates `value` against `schema`, naming every bad field; returns the converted value. */
 export function validate<T>(schema: Joi.Schema, value: unknown, prefix?: string): T {
-  const { error, value: converted } = schema.validate(value, {
-    abortEarly: false,
-    convert: true,
-    errors: { label: false },
-  });
+  const { error, value: converted } = withPreferences(schema).validate(value);
   const smuggled = protoKeyPaths(value).map((parts) => ({
     path: [prefix, ...parts].filter((p) => p !== undefined && p !== "").join("."),
     message: "is not allowed",

@@ -23,6 +23,11 @@ import type { RouteService } from "./service.js";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
+// The bodies these paths take: an absent body is refused, not read as nothing to do.
+const routeCreateBody = routeCreateSchema.required();
+const routeBatchBody = routeBatchSchema.required();
+const routePatchBody = routePatchSchema.required();
+
 function routeId(raw: string): string {
   if (!UUID.test(raw)) throw notFound(`Route ${raw} does not exist.`);
   return raw.toLowerCase();
@@ -42,7 +47,7 @@ export function routesRouter(deps: {
 
   router.post("/routes", manager, body, async (req, res) => {
     const query = validate<PropagationQuery>(mutationQuerySchema, req.query, "query");
-    const input = validate<RouteInput>(routeCreateSchema.required(), req.body);
+    const input = validate<RouteInput>(routeCreateBody, req.body);
     const committed = await routes.create([input], false);
     const route = committed.result.items[0]!;
     res.setHeader("Location", `/routes/${route.id}`);
@@ -52,10 +57,7 @@ export function routesRouter(deps: {
 
   router.post("/routes/batch", manager, body, async (req, res) => {
     const query = validate<PropagationQuery>(mutationQuerySchema, req.query, "query");
-    const { routes: inputs } = validate<{ routes: RouteInput[] }>(
-      routeBatchSchema.required(),
-      req.body,
-    );
+    const { routes: inputs } = validate<{ routes: RouteInput[] }>(routeBatchBody, req.body);
     const committed = await routes.create(inputs, true);
     await answerMutation(res, watch, committed, query, committed.result.created ? 201 : 200, {
       version: committed.version,
@@ -97,7 +99,7 @@ export function routesRouter(deps: {
   router.patch("/routes/:id", manager, body, async (req, res) => {
     const id = routeId(req.params.id as string);
     const query = validate<PropagationQuery>(mutationQuerySchema, req.query, "query");
-    const patch = validate<RoutePatch>(routePatchSchema.required(), req.body);
+    const patch = validate<RoutePatch>(routePatchBody, req.body);
     const committed = await routes.patch(id, patch, req.get("if-match"));
     res.setHeader("ETag", `"${committed.result.version}"`);
     await answerMutation(res, watch, committed, query, 200, committed.result);

@@ -19,6 +19,8 @@ import {
 } from "./schema.js";
 import type { WorkerService } from "./service.js";
 
+const registerBody = registerSchema.required();
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function workerId(raw: string): string {
@@ -60,7 +62,7 @@ export function workersRouter(deps: {
     jsonBody(),
     async (req, res) => {
       validate(mutationQuerySchema, req.query, "query");
-      const registration = validate<Registration>(registerSchema.required(), req.body);
+      const registration = validate<Registration>(registerBody, req.body);
       const registered = await workers.register(registration);
       res.setHeader("X-Routing-Version", String(registered.version));
       res.status(registered.created ? 201 : 200).json({
