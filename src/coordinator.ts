@@ -5,7 +5,7 @@ import { createApp } from "./app.js";
 import type { Secrets } from "./auth/secrets.js";
 import { TokenRegistry } from "./auth/tokens.js";
 import type { Config } from "./config.js";
-import { Channel } from "./db/channels.js";
+import { Channel, parseRoutingPayload } from "./db/channels.js";
 import { migrateToLatest, openDatabase, type Database } from "./db/database.js";
 import { NotificationListener } from "./db/notifications.js";
 import { ActivityRecorder } from "./liveness/activity.js";
@@ -68,7 +68,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
     secrets.tokenSecret,
   );
   const metrics = new Metrics(knex);
-  const committer = new Committer(knex);
+  const committer = new Committer(knex, instanceId);
   const watch = new PropagationWatch(knex);
   const presence = new PresenceWriter(knex, instanceId, logger);
   const activity = new ActivityRecorder(knex, logger);
@@ -86,8 +86,10 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
     [Channel.Routing, Channel.Streams, Channel.WorkerRemoved],
     (channel, payload) => {
       if (channel === Channel.Routing) {
-        const head = Number(payload);
-        hub.wake(Number.isSafeInteger(head) ? head : undefined);
+        // "head origin": a commit of this instance reached the hub through onCommit already
+        // (were its answer lost with the connection, the hub's timer reads the head anyway).
+        const { head, origin } = parseRoutingPayload(payload);
+        if (origin !== instanceId) hub.wake(head);
       } else if (channel === Channel.WorkerRemoved) hub.removed(payload);
       else if (channel === Channel.Streams) {
         const [workerId, otherInstance, at] = payload.split(" ");

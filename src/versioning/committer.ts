@@ -1,5 +1,5 @@
 import type { Knex } from "knex";
-import { Channel } from "../db/channels.js";
+import { Channel, routingPayload } from "../db/channels.js";
 import { isConnectionError, translateDatabaseError } from "../db/pg-errors.js";
 import { json, ScriptSession, sql, type Row } from "../db/script.js";
 import type {
@@ -67,7 +67,14 @@ export class Committer {
   private running = false;
   private listeners: CommitListener[] = [];
 
-  constructor(private readonly knex: Knex) {}
+  /**
+   * `origin` names this instance in each commit's NOTIFY ("head origin"), so that its own hub,
+   * which hears of the commit from `onCommit` already, can let the notification pass.
+   */
+  constructor(
+    private readonly knex: Knex,
+    private readonly origin = "",
+  ) {}
 
   submit<T>(kind: string, apply: Apply<T>): Promise<Committed<T>> {
     return this.enqueue(kind, apply as Apply<unknown>, undefined);
@@ -187,7 +194,7 @@ export class Committer {
       await session.send(["ROLLBACK"]);
       return;
     }
-    await session.send([...writes, logStatement(log), "COMMIT"]);
+    await session.send([...writes, logStatement(log, this.origin), "COMMIT"]);
   }
 
   private async runGroup(group: Pending[]): Promise<void> {
@@ -203,7 +210,7 @@ export class Committer {
           outcomes.push(await this.runOne(tx, item, log, group.length === 1));
         }
         if (log.changes.length === 0) return;
-        await tx.raw(logStatement(log));
+        await tx.raw(logStatement(log, this.origin));
       });
     } catch (error) {
       const translated = translateDatabaseError(error);
@@ -262,7 +269,7 @@ export class Committer {
  * The log, the new head and the wake-up for other instances in one statement; rows travel as
  * one JSON document each, not as one parameter per column and row.
  */
-function logStatement(log: GroupLog): string {
+function logStatement(log: GroupLog, origin: string): string {
   const rows = log.entries.map(({ version, entry: e }) => ({
     version,
     worker_id: e.workerId,
@@ -272,7 +279,7 @@ function logStatement(log: GroupLog): string {
   }));
   return sql`WITH c AS (INSERT INTO changes SELECT * FROM jsonb_populate_recordset(NULL::changes, ${json(log.changes)}::jsonb)),
     e AS (INSERT INTO change_entries SELECT * FROM jsonb_populate_recordset(NULL::change_entries, ${json(rows)}::jsonb))
-    UPDATE routing_state SET version = ${log.head} WHERE id = 1 RETURNING pg_notify(${Channel.Routing}, ${String(log.head)})`;
+    UPDATE routing_state SET version = ${log.head} WHERE id = 1 RETURNING pg_notify(${Channel.Routing}, ${routingPayload(log.head, origin)})`;
 }
 
 function outcomeOf(

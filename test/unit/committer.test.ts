@@ -1,8 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Channel, parseRoutingPayload } from "../../src/db/channels.js";
 import type { Database } from "../../src/db/database.js";
+import { NotificationListener } from "../../src/db/notifications.js";
 import { sql, type Row } from "../../src/db/script.js";
 import type { PlanContext, RunResult, Scripted } from "../../src/versioning/change.js";
 import { Committer } from "../../src/versioning/committer.js";
+import { createLogger } from "../../src/logger.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 
 let testDb: TestDatabase;
@@ -106,4 +109,36 @@ describe("the committer's scripted changes", () => {
     expect(needing.version).toBeGreaterThan(created.version);
     expect(await notes()).toContain("c2");
   });
+
+  it("name the committing instance in each commit's NOTIFY, and a bare head still reads", async () => {
+    const heard: string[] = [];
+    const listener = new NotificationListener(
+      db,
+      [Channel.Routing],
+      (_channel, payload) => heard.push(payload),
+      () => undefined,
+      createLogger("error", true),
+    );
+    await listener.start();
+    try {
+      const named = new Committer(db.knex, "instance-a");
+      const { version } = await named.submitScripted("probe", note("d1", "d1"));
+      await waitFor(() => heard.length > 0);
+      expect(heard).toEqual([`${version} instance-a`]);
+      expect(parseRoutingPayload(heard[0]!)).toEqual({ head: version, origin: "instance-a" });
+      expect(parseRoutingPayload("17")).toEqual({ head: 17, origin: undefined });
+      expect(parseRoutingPayload("")).toEqual({ head: undefined, origin: undefined });
+    } finally {
+      await listener.stop();
+    }
+  });
 });
+
+/** Polls `check` until it holds, failing after a deadline. */
+async function waitFor(check: () => boolean, deadlineMs = 5000): Promise<void> {
+  const until = Date.now() + deadlineMs;
+  while (!check()) {
+    if (Date.now() > until) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
