@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
-import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { createApp } from "./app.js";
+import { createHttpServer } from "./http/server.js";
 import type { Secrets } from "./auth/secrets.js";
 import { TokenRegistry } from "./auth/tokens.js";
 import type { Config } from "./config.js";
@@ -146,7 +146,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
     observeRequest: (method, route, status, seconds) =>
       metrics.httpDuration.observe({ method, route, status: String(status) }, seconds),
   });
-  const server = http.createServer(app);
+  const server = createHttpServer(app);
   server.headersTimeout = 30_000;
   server.requestTimeout = 60_000;
   const wss = attachStreamEndpoint({
