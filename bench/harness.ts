@@ -54,6 +54,8 @@ export async function startCoordinator(
   const port = await freePort();
   const inspectPort = options.inspect ? await freePort() : undefined;
   const nodeArgs = inspectPort ? [`--inspect=127.0.0.1:${inspectPort}`] : [];
+  // BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", profiles the coordinator.
+  nodeArgs.push(...(process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean));
   const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", "src/main.ts"], {
     cwd: ROOT,
     env: {

@@ -1,4 +1,3 @@
-import { EventEmitter } from "node:events";
 import type { Knex } from "knex";
 
 const FIRST_POLL_MS = 5;
@@ -10,18 +9,21 @@ const MAX_POLL_MS = 50;
  * acknowledgement (from this instance's hub) wakes waiters at once instead of at the next poll.
  */
 export class PropagationWatch {
-  private readonly local = new EventEmitter();
+  /**
+   * Who waits on which worker. An acknowledgement calls only the waiters on its own worker, so
+   * a fleet acknowledging empty diffs costs the requests waiting on other workers nothing.
+   */
+  private readonly waiters = new Map<string, Set<AckListener>>();
   /** The highest version each worker acknowledged on a stream of this instance. */
   private readonly ackedHere = new Map<string, number>();
 
-  constructor(private readonly knex: Knex) {
-    this.local.setMaxListeners(0);
-  }
+  constructor(private readonly knex: Knex) {}
 
   /** Tells waiters on this instance that a worker acknowledged `version`. */
   acknowledged(workerId: string, version: number): void {
     if ((this.ackedHere.get(workerId) ?? -1) < version) this.ackedHere.set(workerId, version);
-    this.local.emit("ack", workerId, version);
+    const listeners = this.waiters.get(workerId);
+    if (listeners) for (const listener of [...listeners]) listener(workerId, version);
   }
 
   /** A removed worker's acknowledgements are no longer kept. */
@@ -39,12 +41,26 @@ export class PropagationWatch {
     if (pending.size === 0) return true;
     const deadline = Date.now() + timeoutMs;
     let pollMs = FIRST_POLL_MS;
-    const onAck = (workerId: string, acked: number) => {
-      if (acked >= version) pending.delete(workerId);
+    let wake: (() => void) | undefined;
+    const onAck: AckListener = (workerId, acked) => {
+      if (acked >= version && pending.delete(workerId) && pending.size === 0) wake?.();
     };
-    this.local.on("ack", onAck);
+    const watched = [...pending];
+    for (const id of watched) this.listen(id, onAck);
+    const pause = (ms: number) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          wake = undefined;
+          resolve();
+        }, ms);
+        wake = () => {
+          clearTimeout(timer);
+          wake = undefined;
+          resolve();
+        };
+      });
     try {
-      await this.nextAck(Math.min(pollMs, Math.max(0, deadline - Date.now())), pending);
+      await pause(Math.min(pollMs, Math.max(0, deadline - Date.now())));
       for (;;) {
         if (pending.size === 0) return true;
         const rows = (await this.knex("workers")
@@ -58,26 +74,31 @@ export class PropagationWatch {
         if (pending.size === 0) return true;
         const left = deadline - Date.now();
         if (left <= 0) return false;
-        await this.nextAck(Math.min(pollMs, left), pending);
+        await pause(Math.min(pollMs, left));
         pollMs = Math.min(pollMs * 2, MAX_POLL_MS);
       }
     } finally {
-      this.local.off("ack", onAck);
+      for (const id of watched) this.unlisten(id, onAck);
     }
   }
 
-  private nextAck(ms: number, pending: Set<string>): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.local.off("ack", check);
-        resolve();
-      };
-      const check = () => {
-        if (pending.size === 0) done();
-      };
-      const timer = setTimeout(done, ms);
-      this.local.on("ack", check);
-    });
+  private listen(workerId: string, listener: AckListener): void {
+    const listeners = this.waiters.get(workerId);
+    if (listeners) listeners.add(listener);
+    else this.waiters.set(workerId, new Set([listener]));
+  }
+
+  private unlisten(workerId: string, listener: AckListener): void {
+    const listeners = this.waiters.get(workerId);
+    if (!listeners) return;
+    listeners.delete(listener);
+    if (listeners.size === 0) this.waiters.delete(workerId);
+  }
+
+  /** How many workers have requests waiting on them here (for tests: nothing is left behind). */
+  get watchedWorkers(): number {
+    return this.waiters.size;
   }
 }
+
+type AckListener = (workerId: string, version: number) => void;

@@ -70,4 +70,25 @@ describe("waiting until workers applied a version", () => {
     expect(await watch.waitApplied(10, ["w1"], 1000)).toBe(true);
     expect(db.reads).toEqual([["w1"]]);
   });
+
+  it("is woken only by acknowledgements of its own workers, and leaves no listener behind", async () => {
+    const db = fakeDatabase({ w1: 3, w2: 3, w3: 3 });
+    const watch = new PropagationWatch(db.knex);
+    let settled = false;
+    const waiting = watch.waitApplied(20, ["w1", "w2"], 1000).then((ok) => {
+      settled = true;
+      return ok;
+    });
+    const other = watch.waitApplied(20, ["w3"], 1000);
+    expect(watch.watchedWorkers).toBe(3);
+    watch.acknowledged("w1", 20);
+    watch.acknowledged("w3", 20);
+    watch.acknowledged("w2", 19); // an older version does not count
+    await new Promise((r) => setImmediate(r));
+    expect(settled).toBe(false);
+    expect(await other).toBe(true);
+    watch.acknowledged("w2", 21);
+    expect(await waiting).toBe(true);
+    expect(watch.watchedWorkers).toBe(0);
+  });
 });

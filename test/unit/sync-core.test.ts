@@ -51,10 +51,28 @@ describe("parseInbound", () => {
     ["array", "[]"],
     ["ack without digest", JSON.stringify({ type: "ack", version: 1 })],
     ["ack with string version", JSON.stringify({ type: "ack", version: "1", digest: sha("") })],
+    [
+      "ack with a fractional version",
+      JSON.stringify({ type: "ack", version: 1.5, digest: sha("") }),
+    ],
+    ["ack with a negative version", JSON.stringify({ type: "ack", version: -1, digest: sha("") })],
+    [
+      "ack with an unsafe version",
+      JSON.stringify({ type: "ack", version: 2 ** 53, digest: sha("") }),
+    ],
+    [
+      "ack with an upper-case digest",
+      JSON.stringify({ type: "ack", version: 1, digest: sha("").toUpperCase() }),
+    ],
+    ["ack with a short digest", JSON.stringify({ type: "ack", version: 1, digest: "abc" })],
+    ["ack with a null digest", JSON.stringify({ type: "ack", version: 1, digest: null })],
     ["activity with bad time", JSON.stringify({ type: "activity", routes: { [A]: "yesterday" } })],
     ["__proto__ type", JSON.stringify({ type: "__proto__" })],
-  ])("refuses %s", (_name, text) => {
-    expect(parseInbound(text).kind).not.toBe("frame");
+  ])("refuses %s", (name, text) => {
+    const parsed = parseInbound(text);
+    expect(parsed.kind).not.toBe("frame");
+    // A bad ack is an error the worker is told about, with the problem named.
+    if (name.startsWith("ack")) expect(parsed).toMatchObject({ reason: /^ack frame: / });
   });
 });
 
