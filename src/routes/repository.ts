@@ -239,9 +239,11 @@ export function insertRoutesStatement(rows: RouteRow[]): string {
 /** Writes the given columns of each row, matched by id, from one JSON document. */
 export function updateRoutesStatement(rows: RouteRow[], columns: Array<keyof RouteRow>): string {
   const set = columns.map((c) => `${c} = x.${c}`).join(", ");
+  // The ids again as an array: PostgreSQL guesses 100 rows for the JSON set and would read the
+  // whole table to join them; with the array it looks the routes up by their primary key.
   return (
     `UPDATE routes SET ${set} FROM jsonb_populate_recordset(NULL::routes, ` +
-    sql`${json(rows)}::jsonb) x WHERE routes.id = x.id`
+    sql`${json(rows)}::jsonb) x WHERE routes.id = x.id AND routes.id = ANY(${rows.map((r) => r.id)}::uuid[])`
   );
 }
 
