@@ -119,6 +119,7 @@ interface SystemResult {
   heapPerWorker?: number;
   memoryNote?: string;
   cpuNote?: string;
+  loopNote?: string;
   error?: string;
 }
 
@@ -285,12 +286,18 @@ async function runCoordinator(n: number): Promise<SystemResult> {
     await fleet.call("waitVersion", { version: await headVersion(db) });
     const source = new ChangeSource(coordinator.url, workers, patchTargets);
 
-    // (a) steady rate.
+    // (a) steady rate. A scrape resets the event-loop delay histogram (prom-client's default
+    // metrics); the one after the phase reads what the phase saw.
+    await request(coordinator.url, "GET", "/metrics", "");
     await fleet.call("mark");
     const steady: Sent[] = [];
     const pace = await paced(RATE, PHASE_MS, async (i) => {
       steady.push(await source.send(i, i % ACK_SAMPLE_EVERY === ACK_SAMPLE_EVERY - 1));
     });
+    const loop = (await request(coordinator.url, "GET", "/metrics", "")).body;
+    // prom-client samples every 10 ms and reports the whole interval; the delay is what is beyond.
+    const lagMs = (name: string) => Math.max(0, metricSample(loop, name) * 1000 - 10).toFixed(1);
+    result.loopNote = `coordinator's event-loop delay during (a): p50 ${lagMs("nodejs_eventloop_lag_p50_seconds")} ms, p99 ${lagMs("nodejs_eventloop_lag_p99_seconds")} ms, max ${lagMs("nodejs_eventloop_lag_max_seconds")} ms`;
     const ok = steady.filter((s) => s.status < 300);
     const missing = await fleet.awaitReceipts(
       ok.map((s) => s.seq),
@@ -626,6 +633,7 @@ function report(n: number, results: Record<"coordinator" | "ws" | "etcd", System
     w.flat && `bare ws flat out: ${w.flat.note}`,
     e.flat && `etcd flat out: ${e.flat.note}; (c) for etcd is the drain of its flat-out run`,
     c.cpuNote,
+    c.loopNote,
     c.memoryNote,
     e.memoryNote,
     c.error && `coordinator: ${c.error}`,

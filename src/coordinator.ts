@@ -80,6 +80,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
     activity: (workerId, routes) => activity.report(workerId, routes),
   });
   await hub.start();
+  watch.followStreams((workerId) => hub.streaming(workerId));
   committer.onCommit((first, head, entries) => hub.committedLocally(first, head, entries));
   const listener = new NotificationListener(
     database,

@@ -283,6 +283,12 @@ export class Hub {
     if (view.head > this.processed) this.wake();
   }
 
+  /** Whether the worker holds an open stream to this instance (its acks arrive here). */
+  streaming(workerId: string): boolean {
+    const session = this.sessions.get(workerId);
+    return session !== undefined && !session.closed;
+  }
+
   /** Acts on one validated frame from a worker. */
   async receive(session: WorkerSession, frame: InboundFrame): Promise<void> {
     session.lastSeen = Date.now();

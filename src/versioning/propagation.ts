@@ -2,6 +2,8 @@ import type { Knex } from "knex";
 
 const FIRST_POLL_MS = 5;
 const MAX_POLL_MS = 50;
+/** How often the database is asked about workers whose acknowledgements arrive here anyway. */
+const STREAMING_HERE_CHECK_MS = 100;
 
 /**
  * Answers "has every worker whose table this change touched acknowledged its version?". The
@@ -17,7 +19,18 @@ export class PropagationWatch {
   /** The highest version each worker acknowledged on a stream of this instance. */
   private readonly ackedHere = new Map<string, number>();
 
+  private streamsHere: (workerId: string) => boolean = () => false;
+
   constructor(private readonly knex: Knex) {}
+
+  /**
+   * Tells the watch which workers stream to this instance. Their acknowledgements wake waiters
+   * as they arrive, so for them the database is asked only every STREAMING_HERE_CHECK_MS (a
+   * stream may have moved to another instance meanwhile) instead of at every poll.
+   */
+  followStreams(isHere: (workerId: string) => boolean): void {
+    this.streamsHere = isHere;
+  }
 
   /** Tells waiters on this instance that a worker acknowledged `version`. */
   acknowledged(workerId: string, version: number): void {
@@ -34,7 +47,8 @@ export class PropagationWatch {
   /**
    * Resolves true once all `workerIds` applied `version` (or are gone), false at the deadline.
    * Workers streaming to this instance usually answer within milliseconds: the database is asked
-   * only after the first FIRST_POLL_MS without their acknowledgement, then at growing intervals.
+   * only after the first FIRST_POLL_MS without their acknowledgement, then at growing intervals
+   * while any of them streams elsewhere (see followStreams), and at the deadline.
    */
   async waitApplied(version: number, workerIds: string[], timeoutMs: number): Promise<boolean> {
     const pending = new Set(workerIds.filter((id) => (this.ackedHere.get(id) ?? -1) < version));
@@ -61,24 +75,39 @@ export class PropagationWatch {
       });
     try {
       await pause(Math.min(pollMs, Math.max(0, deadline - Date.now())));
+      let lastRead = Date.now() - FIRST_POLL_MS;
       for (;;) {
         if (pending.size === 0) return true;
-        const rows = (await this.knex("workers")
-          .whereIn("id", [...pending])
-          .select("id", "applied_version")) as Array<{ id: string; applied_version: number }>;
-        const present = new Map(rows.map((r) => [r.id, Number(r.applied_version)]));
-        for (const id of [...pending]) {
-          const applied = present.get(id);
-          if (applied === undefined || applied >= version) pending.delete(id);
+        const hereOnly = [...pending].every((id) => this.streamsHere(id));
+        const now = Date.now();
+        if (!hereOnly || now - lastRead >= STREAMING_HERE_CHECK_MS || now >= deadline) {
+          await this.readApplied(version, pending);
+          lastRead = Date.now();
+          if (pending.size === 0) return true;
         }
-        if (pending.size === 0) return true;
         const left = deadline - Date.now();
         if (left <= 0) return false;
-        await pause(Math.min(pollMs, left));
-        pollMs = Math.min(pollMs * 2, MAX_POLL_MS);
+        if (hereOnly) {
+          await pause(Math.min(STREAMING_HERE_CHECK_MS - (Date.now() - lastRead), left));
+        } else {
+          await pause(Math.min(pollMs, left));
+          pollMs = Math.min(pollMs * 2, MAX_POLL_MS);
+        }
       }
     } finally {
       for (const id of watched) this.unlisten(id, onAck);
+    }
+  }
+
+  /** Drops from `pending` the workers the database says applied `version`, or no longer has. */
+  private async readApplied(version: number, pending: Set<string>): Promise<void> {
+    const rows = (await this.knex("workers")
+      .whereIn("id", [...pending])
+      .select("id", "applied_version")) as Array<{ id: string; applied_version: number }>;
+    const present = new Map(rows.map((r) => [r.id, Number(r.applied_version)]));
+    for (const id of [...pending]) {
+      const applied = present.get(id);
+      if (applied === undefined || applied >= version) pending.delete(id);
     }
   }
 

@@ -91,4 +91,23 @@ describe("waiting until workers applied a version", () => {
     expect(await waiting).toBe(true);
     expect(watch.watchedWorkers).toBe(0);
   });
+
+  it("asks the database about workers streaming here only now and then", async () => {
+    const db = fakeDatabase({ w1: 3, w2: 3 });
+    const watch = new PropagationWatch(db.knex);
+    watch.followStreams((id) => id === "w1");
+    // w1's acknowledgement arrives here, after polls would have begun: no query for it.
+    const local = watch.waitApplied(30, ["w1"], 5000);
+    setTimeout(() => watch.acknowledged("w1", 30), 40);
+    expect(await local).toBe(true);
+    expect(db.reads).toEqual([]);
+    // Its stream moved elsewhere unnoticed: the acknowledgement is found in the database.
+    db.applied.w1 = 31;
+    expect(await watch.waitApplied(31, ["w1"], 5000)).toBe(true);
+    expect(db.reads).toEqual([["w1"]]);
+    // A worker streaming elsewhere is asked about at once.
+    db.applied.w2 = 31;
+    expect(await watch.waitApplied(31, ["w2"], 5000)).toBe(true);
+    expect(db.reads).toEqual([["w1"], ["w2"]]);
+  });
 });
