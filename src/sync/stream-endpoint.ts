@@ -4,7 +4,7 @@ import type { Knex } from "knex";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
 import { bearerToken, type TokenRegistry } from "../auth/tokens.js";
 import type { Logger } from "../logger.js";
-import { findWorker } from "../workers/repository.js";
+import { WorkerLookup } from "./worker-lookup.js";
 import { CloseCode, FrameError, MAX_INBOUND_FRAME_BYTES } from "./close-codes.js";
 import { parseInbound } from "./frames.js";
 import type { Hub } from "./hub.js";
@@ -63,6 +63,8 @@ export function attachStreamEndpoint(deps: {
     );
   });
 
+  const workers = new WorkerLookup(deps.knex);
+
   async function authorize(
     req: IncomingMessage,
   ): Promise<
@@ -96,7 +98,7 @@ export function attachStreamEndpoint(deps: {
       }
       since = Number(sinceRaw);
     }
-    if (!(await findWorker(deps.knex, workerId))) {
+    if (!(await workers.exists(workerId))) {
       return { status: 404, title: "Not Found", detail: `Worker ${workerId} does not exist.` };
     }
     return { workerId, since };
