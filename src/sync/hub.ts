@@ -404,7 +404,6 @@ export class Hub {
     }
   }
 
-  /** Pings every stream; terminates one that missed two pongs in a row. */
   /**
    * Pings every stream once per heartbeat interval, a slice at a time over the first half of it;
    * a stream that missed two pongs is cut.

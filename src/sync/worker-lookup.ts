@@ -1,4 +1,5 @@
 import type { Knex } from "knex";
+import { findWorkersByIds } from "../workers/repository.js";
 
 /** Ids asked about in one statement at most. */
 const BATCH = 500;
@@ -35,9 +36,7 @@ export class WorkerLookup {
       while (this.waiting.length > 0) {
         const asked = this.waiting.splice(0, BATCH);
         try {
-          const rows = (await this.knex("workers")
-            .whereIn("id", [...new Set(asked.map((a) => a.id))])
-            .select("id")) as Array<{ id: string }>;
+          const rows = await findWorkersByIds(this.knex, [...new Set(asked.map((a) => a.id))]);
           const found = new Set(rows.map((r) => r.id));
           for (const a of asked) a.resolve(found.has(a.id));
         } catch (error) {

@@ -10,21 +10,24 @@ function fakeWorkers(ids: string[]) {
   const knex = ((table: string) => {
     expect(table).toBe("workers");
     return {
-      whereIn: (_column: string, asked: string[]) => ({
-        select: async () => {
-          reads.push(asked);
-          await new Promise<void>((r) => (release = r));
-          if (failNext) {
-            failNext = false;
-            throw new Error("connection lost");
-          }
-          return asked.filter((id) => ids.includes(id)).map((id) => ({ id }));
-        },
-      }),
+      whereIn: async (_column: string, asked: string[]) => {
+        reads.push(asked);
+        await new Promise<void>((r) => (release = r));
+        if (failNext) {
+          failNext = false;
+          throw new Error("connection lost");
+        }
+        return asked.filter((id) => ids.includes(id)).map((id) => ({ id }));
+      },
     };
   }) as unknown as Knex;
+  /** Lets the read under way answer, once one has begun (within a deadline). */
   const settle = async () => {
-    while (!release) await new Promise((r) => setImmediate(r));
+    const deadline = Date.now() + 5000;
+    while (!release) {
+      if (Date.now() > deadline) throw new Error("no read began");
+      await new Promise((r) => setImmediate(r));
+    }
     const r = release;
     release = undefined;
     r();
