@@ -172,12 +172,18 @@ export function candidateCondition(pinned: string[], anywhere: boolean): string 
   return sql`(w.id = ANY(${pinned}::uuid[]) OR w.status = ANY(${anywhere ? ELIGIBLE_STATUSES : []}::text[]))`;
 }
 
-/** The candidates' rows, each with up to `needPorts` of its free ports counted (as loadCandidates). */
+/**
+ * The candidates' rows, each with up to `needPorts` of its free ports counted (as loadCandidates).
+ * A port-mode worker's every route holds one port of its range, so the free ones are the range
+ * less `route_count`: arithmetic on the row, where counting rows of `free_ports` would read past
+ * the ports booked since the last vacuum, worker by worker, on every placement.
+ */
 export function candidatesStatement(condition: string, needPorts: number): string {
   return (
     `SELECT ${PLACEMENT_COLUMNS.map((c) => `w.${c}`).join(", ")}, ` +
-    sql`(SELECT count(*) FROM (SELECT 1 FROM free_ports f WHERE f.worker_id = w.id
-        ORDER BY f.worker_id, f.port LIMIT ${needPorts}) s)::int AS free_ports
+    sql`CASE WHEN w.frontend_mode = 'port'
+        THEN LEAST(${needPorts}, GREATEST(0, w.port_hi - w.port_lo + 1 - w.route_count)) ELSE 0
+        END AS free_ports
       FROM workers w WHERE ` +
     `${condition} ORDER BY w.name`
   );
