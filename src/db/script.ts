@@ -1,4 +1,5 @@
 import type { Knex } from "knex";
+import { forgetPrepared, statementText, unpreparedOn, type Statement } from "./prepared.js";
 
 /** A row as the driver hands it back. */
 export type Row = Record<string, unknown>;
@@ -89,7 +90,7 @@ export class ScriptSession {
   }
 
   /** Runs the statements in one round trip; the rows of each, in order. */
-  async run(statements: string[]): Promise<Row[][]> {
+  async run(statements: Statement[]): Promise<Row[][]> {
     if (statements.length === 0) return [];
     const result = await this.execute(statements);
     const results = Array.isArray(result) ? result : [result];
@@ -103,12 +104,36 @@ export class ScriptSession {
    * Runs the statements in one round trip, their rows unread: for a script that ends with
    * `COMMIT`, whose outcome nothing after it may put in doubt.
    */
-  async send(statements: string[]): Promise<void> {
+  async send(statements: Statement[]): Promise<void> {
     if (statements.length > 0) await this.execute(statements);
   }
 
-  private execute(statements: string[]): Promise<PgResult | PgResult[]> {
-    const text = statements.join(";\n");
+  private async execute(statements: Statement[]): Promise<PgResult | PgResult[]> {
+    const unprepared = unpreparedOn(this.connection, statements);
+    if (unprepared.length > 0) {
+      // A round trip of its own, once per connection and statement. A prepared statement
+      // outlives a rollback of the transaction it was prepared in, so the marks stay true
+      // whatever becomes of the script.
+      try {
+        await this.script(unprepared.map((p) => p.definition));
+      } catch (error) {
+        // Some may have been prepared before one failed: a PostgreSQL connection is closed
+        // rather than kept half known; PGlite's only one forgets them all, to start again.
+        if (this.connection.exec === undefined) {
+          forgetPrepared(this.connection, unprepared);
+          this.connection.__knex__disposed = error;
+        } else {
+          forgetPrepared(this.connection);
+          await this.script(["DEALLOCATE ALL"]).catch(() => undefined);
+        }
+        throw error;
+      }
+    }
+    return this.script(statements.map(statementText));
+  }
+
+  private script(texts: string[]): Promise<PgResult | PgResult[]> {
+    const text = texts.join(";\n");
     const { connection } = this;
     // PGlite's query() takes one statement only; exec() takes a script.
     return connection.exec ? connection.exec(text) : connection.query(text);

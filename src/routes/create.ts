@@ -8,11 +8,12 @@ import {
 } from "../errors.js";
 import { hasRoom, leastLoaded, portInRange, servingRejection } from "../placement/placement.js";
 import { freshSubdomain } from "../placement/subdomain.js";
+import type { Statement } from "../db/prepared.js";
 import type { Row } from "../db/script.js";
 import type { PlanContext, RunResult, Scripted, ScriptedRun } from "../versioning/change.js";
 import {
   adjustRouteCountsStatement,
-  candidateCondition,
+  candidateSet,
   candidatesStatement,
   freePortsAmongStatement,
   takenSubdomainsStatement,
@@ -421,24 +422,24 @@ class CreateRun implements ScriptedRun<CreateOutcome> {
 
   constructor(private readonly requests: CreateRequest[]) {}
 
-  reads(): string[] {
+  reads(): Statement[] {
     const inputs = this.requests.flatMap((r) => r.inputs);
-    const statements: string[] = [];
-    const add = (key: keyof CreateReads, statement: string) => {
+    const statements: Statement[] = [];
+    const add = (key: keyof CreateReads, statement: Statement) => {
       this.where[key] = statements.push(statement) - 1;
     };
     const ids = inputs.flatMap((i) => (i.id ? [i.id] : []));
     if (ids.length > 0) add("existing", routesByIdsStatement(ids));
     const pinned = [...new Set(inputs.flatMap((i) => (i.worker_id ? [i.worker_id] : [])))];
-    const condition = candidateCondition(
+    const candidates = candidateSet(
       pinned,
       inputs.some((i) => !i.worker_id),
     );
-    add("candidates", candidatesStatement(condition, inputs.length));
+    add("candidates", candidatesStatement(candidates, inputs.length));
     const ports = inputs.flatMap((i) => (i.port !== undefined ? [i.port] : []));
-    if (ports.length > 0) add("freeAsked", freePortsAmongStatement(condition, ports));
+    if (ports.length > 0) add("freeAsked", freePortsAmongStatement(candidates, ports));
     const subdomains = inputs.flatMap((i) => (i.subdomain ? [i.subdomain] : []));
-    if (subdomains.length > 0) add("takenAsked", takenSubdomainsStatement(condition, subdomains));
+    if (subdomains.length > 0) add("takenAsked", takenSubdomainsStatement(candidates, subdomains));
     // Routes that may take a worker's lowest free port: read those ports now, while few, so that
     // booking them needs no round trip of its own.
     const portless = inputs.filter((i) => i.port === undefined && i.subdomain === undefined).length;
@@ -456,7 +457,7 @@ class CreateRun implements ScriptedRun<CreateOutcome> {
     this.booking = this.memory.prepare(ctx, this.planned);
   }
 
-  middle(): string[] {
+  middle(): Statement[] {
     // Workers whose lowest ports were read with the lock book them in the writes; the others
     // have their ports booked here, in one statement for all of them.
     const fromDatabase = new Map<string, number>();
@@ -498,7 +499,7 @@ class CreateRun implements ScriptedRun<CreateOutcome> {
     this.rows = this.memory.finish(this.ctx, this.planned, this.booking.fresh);
   }
 
-  writes(): string[] {
+  writes(): Statement[] {
     if (this.rows.length === 0) return [];
     const counts = new Map<string, number>();
     for (const row of this.rows) counts.set(row.worker_id, (counts.get(row.worker_id) ?? 0) + 1);

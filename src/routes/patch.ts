@@ -1,3 +1,4 @@
+import type { Statement } from "../db/prepared.js";
 import { notFound, preconditionFailed } from "../errors.js";
 import type { Row } from "../db/script.js";
 import type { PlanContext, RunResult, Scripted, ScriptedRun } from "../versioning/change.js";
@@ -68,7 +69,7 @@ class PatchRun implements ScriptedRun<RouteView> {
 
   constructor(private readonly requests: PatchRequest[]) {}
 
-  reads(): string[] {
+  reads(): Statement[] {
     return [routesByIdsStatement([...new Set(this.requests.map((r) => r.id))])];
   }
 
@@ -111,13 +112,13 @@ class PatchRun implements ScriptedRun<RouteView> {
     return { ok: true, value: view, version };
   }
 
-  middle(): string[] {
+  middle(): Statement[] {
     return [];
   }
 
   afterMiddle(): void {}
 
-  writes(): string[] {
+  writes(): Statement[] {
     if (this.changed.size === 0) return [];
     const rows = [...this.changed].map((id) => this.current.get(id)!.row);
     return [updateRoutesStatement(rows, PATCHED_COLUMNS)];

@@ -1,5 +1,6 @@
 import type { Knex } from "knex";
-import { json, sql, type Row } from "../db/script.js";
+import { Prepared, type Call } from "../db/prepared.js";
+import { json, type Row } from "../db/script.js";
 import type { ListRoutesQuery } from "./schema.js";
 import type { RouteRow, UrlWorker } from "./model.js";
 
@@ -147,7 +148,7 @@ export async function takePorts(
   pairs: Array<{ workerId: string; port: number }>,
 ): Promise<void> {
   if (pairs.length === 0) return;
-  const result = await tx.raw<{ rows: unknown[] }>(takePortsStatement(pairs));
+  const result = await tx.raw<{ rows: unknown[] }>(takePortsStatement(pairs).inline());
   if (result.rows.length !== pairs.length) throw new Error("a port expected free was taken");
 }
 
@@ -160,7 +161,7 @@ export async function takeLowestPorts(
   wanted: Map<string, number>,
 ): Promise<Map<string, number[]>> {
   if (wanted.size === 0) return new Map();
-  const result = await tx.raw<{ rows: Row[] }>(takeLowestPortsStatement(wanted));
+  const result = await tx.raw<{ rows: Row[] }>(takeLowestPortsStatement(wanted).inline());
   return portsByWorker(result.rows);
 }
 
@@ -221,67 +222,107 @@ export async function takenSubdomains(
   return new Set(rows.map((r) => `${r.wildcard_domain}/${r.subdomain}`));
 }
 
-// Statements for scripted runs (see db/script.ts): SQL text with the values written in.
+// Statements for scripted runs (see db/script.ts and db/prepared.ts), prepared once per
+// connection; knex's queries take them with `.inline()`.
 
-/** The routes with these ids, with their worker's URL columns; rows for splitWorker. */
-export function routesByIdsStatement(ids: string[]): string {
-  return sql`SELECT r.*, w.advertised_host AS w_advertised_host, w.frontend_mode AS w_frontend_mode,
+const ROUTES_BY_IDS = new Prepared(
+  "appproxy_routes_by_ids",
+  ["uuid[]"],
+  `SELECT r.*, w.advertised_host AS w_advertised_host, w.frontend_mode AS w_frontend_mode,
       w.tls AS w_tls, w.wildcard_domain AS w_wildcard_domain,
       w.wildcard_traffic_port AS w_wildcard_traffic_port
-    FROM routes r JOIN workers w ON w.id = r.worker_id WHERE r.id = ANY(${ids}::uuid[])`;
-}
+    FROM routes r JOIN workers w ON w.id = r.worker_id WHERE r.id = ANY($1)`,
+);
+
+/** The routes with these ids, with their worker's URL columns; rows for splitWorker. */
+export const routesByIdsStatement = (ids: string[]): Call => ROUTES_BY_IDS.with(ids);
+
+const INSERT_ROUTES = new Prepared(
+  "appproxy_insert_routes",
+  ["jsonb"],
+  "INSERT INTO routes SELECT * FROM jsonb_populate_recordset(NULL::routes, $1)",
+);
 
 /** Inserts routes from one JSON document. */
-export function insertRoutesStatement(rows: RouteRow[]): string {
-  return sql`INSERT INTO routes SELECT * FROM jsonb_populate_recordset(NULL::routes, ${json(rows)}::jsonb)`;
-}
+export const insertRoutesStatement = (rows: RouteRow[]): Call => INSERT_ROUTES.with(json(rows));
+
+const updates = new Map<string, Prepared>();
 
 /** Writes the given columns of each row, matched by id, from one JSON document. */
-export function updateRoutesStatement(rows: RouteRow[], columns: Array<keyof RouteRow>): string {
-  const set = columns.map((c) => `${c} = x.${c}`).join(", ");
-  // The ids again as an array: PostgreSQL guesses 100 rows for the JSON set and would read the
-  // whole table to join them; with the array it looks the routes up by their primary key.
-  return (
-    `UPDATE routes SET ${set} FROM jsonb_populate_recordset(NULL::routes, ` +
-    sql`${json(rows)}::jsonb) x WHERE routes.id = x.id AND routes.id = ANY(${rows.map((r) => r.id)}::uuid[])`
+export function updateRoutesStatement(rows: RouteRow[], columns: Array<keyof RouteRow>): Call {
+  const key = columns.join(",");
+  let statement = updates.get(key);
+  if (!statement) {
+    const set = columns.map((c) => `${c} = x.${c}`).join(", ");
+    // The ids again as an array: PostgreSQL guesses 100 rows for the JSON set and would read the
+    // whole table to join them; with the array it looks the routes up by their primary key.
+    statement = new Prepared(
+      `appproxy_update_routes_${updates.size + 1}`,
+      ["jsonb", "uuid[]"],
+      `UPDATE routes SET ${set} FROM jsonb_populate_recordset(NULL::routes, $1) x
+        WHERE routes.id = x.id AND routes.id = ANY($2)`,
+    );
+    updates.set(key, statement);
+  }
+  return statement.with(
+    json(rows),
+    rows.map((r) => r.id),
   );
 }
 
+const TAKE_PORTS = new Prepared(
+  "appproxy_take_ports",
+  ["uuid[]", "int[]"],
+  `DELETE FROM free_ports f USING unnest($1, $2) AS v(worker_id, port)
+    WHERE f.worker_id = v.worker_id AND f.port = v.port RETURNING f.worker_id, f.port`,
+);
+
 /** Books the given (worker, port) pairs; returns the pairs it booked. */
-export function takePortsStatement(pairs: Array<{ workerId: string; port: number }>): string {
-  return sql`DELETE FROM free_ports f
-    USING unnest(${pairs.map((p) => p.workerId)}::uuid[], ${pairs.map((p) => p.port)}::int[]) AS v(worker_id, port)
-    WHERE f.worker_id = v.worker_id AND f.port = v.port RETURNING f.worker_id, f.port`;
-}
+export const takePortsStatement = (pairs: Array<{ workerId: string; port: number }>): Call =>
+  TAKE_PORTS.with(
+    pairs.map((p) => p.workerId),
+    pairs.map((p) => p.port),
+  );
+
+const LOWEST_FREE_PORTS = new Prepared(
+  "appproxy_lowest_free_ports",
+  ["uuid[]", "text[]", "int"],
+  `WITH c AS (
+      (SELECT w.id FROM workers w WHERE w.id = ANY($1) AND w.frontend_mode = 'port')
+      UNION
+      (SELECT w.id FROM workers w WHERE w.status = ANY($2) AND w.frontend_mode = 'port'
+        ORDER BY w.route_count, w.name LIMIT $3))
+    SELECT p.worker_id, p.port FROM c CROSS JOIN LATERAL (
+      SELECT f.worker_id, f.port FROM free_ports f WHERE f.worker_id = c.id
+      ORDER BY f.worker_id, f.port LIMIT $3) p`,
+);
 
 /**
  * The `count` lowest free ports of the pinned port-mode workers and of the `count` least loaded
  * eligible ones (as placement ranks them): rows (worker_id, port), to book without another
  * round trip where placement lands on one of them.
  */
-export function lowestFreePortsStatement(
+export const lowestFreePortsStatement = (
   pinned: string[],
   eligible: readonly string[],
   count: number,
-): string {
-  return sql`WITH c AS (
-      (SELECT w.id FROM workers w WHERE w.id = ANY(${pinned}::uuid[]) AND w.frontend_mode = 'port')
-      UNION
-      (SELECT w.id FROM workers w WHERE w.status = ANY(${eligible}::text[]) AND w.frontend_mode = 'port'
-        ORDER BY w.route_count, w.name LIMIT ${count}))
-    SELECT p.worker_id, p.port FROM c CROSS JOIN LATERAL (
-      SELECT f.worker_id, f.port FROM free_ports f WHERE f.worker_id = c.id
-      ORDER BY f.worker_id, f.port LIMIT ${count}) p`;
-}
+): Call => LOWEST_FREE_PORTS.with(pinned, [...eligible], count);
+
+/*
+ * The rows are picked by the (worker_id, port) index and deleted by their row address: joined
+ * back on their key instead, the generic plan PostgreSQL settles on after a few executions
+ * hashed the picked rows against a sequential scan of every free port of every worker.
+ */
+const TAKE_LOWEST_PORTS = new Prepared(
+  "appproxy_take_lowest_ports",
+  ["uuid[]", "int[]"],
+  `DELETE FROM free_ports f WHERE f.ctid = ANY(ARRAY(
+      SELECT p.ctid FROM unnest($1, $2) AS want(worker_id, n) CROSS JOIN LATERAL (
+        SELECT g.ctid FROM free_ports g WHERE g.worker_id = want.worker_id
+        ORDER BY g.worker_id, g.port LIMIT want.n) p))
+    RETURNING f.worker_id, f.port`,
+);
 
 /** Books, for each worker, the `count` lowest of its free ports; returns (worker_id, port). */
-export function takeLowestPortsStatement(wanted: Map<string, number>): string {
-  return sql`WITH want(worker_id, n) AS (SELECT * FROM unnest(${[...wanted.keys()]}::uuid[], ${[...wanted.values()]}::int[])),
-    picked AS (
-      SELECT p.worker_id, p.port FROM want w CROSS JOIN LATERAL (
-        SELECT f.worker_id, f.port FROM free_ports f
-        WHERE f.worker_id = w.worker_id ORDER BY f.port LIMIT w.n) p)
-    DELETE FROM free_ports f USING picked
-    WHERE f.worker_id = picked.worker_id AND f.port = picked.port
-    RETURNING f.worker_id, f.port`;
-}
+export const takeLowestPortsStatement = (wanted: Map<string, number>): Call =>
+  TAKE_LOWEST_PORTS.with([...wanted.keys()], [...wanted.values()]);

@@ -1,5 +1,6 @@
 import type { Knex } from "knex";
 import type { Row } from "../db/script.js";
+import type { Statement } from "../db/prepared.js";
 
 /** What one version did to one worker's table. */
 export interface ChangeEntry {
@@ -48,11 +49,11 @@ export type RunResult<T> = { ok: true; value: T; version?: number } | { ok: fals
  * commit. Statements are SQL text with their values written in (see db/script.ts).
  */
 export interface ScriptedRun<T> {
-  reads(): string[];
+  reads(): Statement[];
   plan(rows: Row[][], ctx: PlanContext): void;
-  middle(): string[];
+  middle(): Statement[];
   afterMiddle(rows: Row[][]): void;
-  writes(): string[];
+  writes(): Statement[];
   results(): Array<RunResult<T>>;
 }
 

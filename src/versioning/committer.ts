@@ -1,7 +1,8 @@
 import type { Knex } from "knex";
 import { Channel, routingPayload } from "../db/channels.js";
 import { isConnectionError, translateDatabaseError } from "../db/pg-errors.js";
-import { json, ScriptSession, sql, type Row } from "../db/script.js";
+import { Prepared, type Call, type Statement } from "../db/prepared.js";
+import { json, ScriptSession, type Row } from "../db/script.js";
 import type {
   ChangeContext,
   ChangeEntry,
@@ -160,11 +161,7 @@ export class Committer {
       run: items[0]!.scripted!.start(items.map((item) => item.scripted!.input)),
     }));
     const reads = runs.map(({ run }) => run.reads());
-    const [, locked, ...readRows] = await session.run([
-      "BEGIN",
-      "SELECT version FROM routing_state WHERE id = 1 FOR UPDATE",
-      ...reads.flat(),
-    ]);
+    const [, locked, ...readRows] = await session.run(["BEGIN", LOCK.with(), ...reads.flat()]);
     log.head = Number(locked![0]!.version);
     log.now = new Date();
     const recorded = new Map<number, ChangeEntry[]>();
@@ -210,7 +207,7 @@ export class Committer {
           outcomes.push(await this.runOne(tx, item, log, group.length === 1));
         }
         if (log.changes.length === 0) return;
-        await tx.raw(logStatement(log, this.origin));
+        await tx.raw(logStatement(log, this.origin).inline());
       });
     } catch (error) {
       const translated = translateDatabaseError(error);
@@ -265,11 +262,26 @@ export class Committer {
   }
 }
 
+/** Takes the turn of writers: the routing state's row, locked until commit, and its head. */
+const LOCK = new Prepared(
+  "appproxy_lock_routing_state",
+  [],
+  "SELECT version FROM routing_state WHERE id = 1 FOR UPDATE",
+);
+
+const LOG = new Prepared(
+  "appproxy_log_changes",
+  ["jsonb", "jsonb", "bigint", "text", "text"],
+  `WITH c AS (INSERT INTO changes SELECT * FROM jsonb_populate_recordset(NULL::changes, $1)),
+    e AS (INSERT INTO change_entries SELECT * FROM jsonb_populate_recordset(NULL::change_entries, $2))
+    UPDATE routing_state SET version = $3 WHERE id = 1 RETURNING pg_notify($4, $5)`,
+);
+
 /**
  * The log, the new head and the wake-up for other instances in one statement; rows travel as
  * one JSON document each, not as one parameter per column and row.
  */
-function logStatement(log: GroupLog, origin: string): string {
+function logStatement(log: GroupLog, origin: string): Call {
   const rows = log.entries.map(({ version, entry: e }) => ({
     version,
     worker_id: e.workerId,
@@ -277,9 +289,13 @@ function logStatement(log: GroupLog, origin: string): string {
     op: e.op,
     route: e.route ?? null,
   }));
-  return sql`WITH c AS (INSERT INTO changes SELECT * FROM jsonb_populate_recordset(NULL::changes, ${json(log.changes)}::jsonb)),
-    e AS (INSERT INTO change_entries SELECT * FROM jsonb_populate_recordset(NULL::change_entries, ${json(rows)}::jsonb))
-    UPDATE routing_state SET version = ${log.head} WHERE id = 1 RETURNING pg_notify(${Channel.Routing}, ${routingPayload(log.head, origin)})`;
+  return LOG.with(
+    json(log.changes),
+    json(rows),
+    log.head,
+    Channel.Routing,
+    routingPayload(log.head, origin),
+  );
 }
 
 function outcomeOf(
@@ -319,7 +335,7 @@ async function rollback(session: ScriptSession, error: unknown): Promise<unknown
 }
 
 /** Hands out consecutive slices of `rows`, one per list of statements, in order. */
-function slicer(rows: Row[][], lists: string[][]): () => Row[][] {
+function slicer(rows: Row[][], lists: Statement[][]): () => Row[][] {
   let at = 0;
   let next = 0;
   return () => {

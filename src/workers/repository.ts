@@ -1,5 +1,5 @@
 import type { Knex } from "knex";
-import { sql } from "../db/script.js";
+import { Prepared, type Call } from "../db/prepared.js";
 import { ELIGIBLE_STATUSES, type WorkerRow, type WorkerStatus } from "./model.js";
 import type { Registration } from "./schema.js";
 
@@ -60,7 +60,7 @@ export async function loadCandidates(
   ids?: string[],
 ): Promise<CandidateRow[]> {
   const result = await db.raw<{ rows: CandidateRow[] }>(
-    candidatesStatement(candidateCondition(ids ?? [], ids === undefined), needPorts),
+    candidatesStatement(candidateSet(ids ?? [], ids === undefined), needPorts).inline(),
   );
   return result.rows.map((r) => ({ ...r, free_ports: Number(r.free_ports) }));
 }
@@ -159,59 +159,81 @@ export async function adjustRouteCounts(
   deltas: Map<string, number>,
 ): Promise<void> {
   if ([...deltas.values()].every((delta) => delta === 0)) return;
-  await tx.raw(adjustRouteCountsStatement(deltas));
+  await tx.raw(adjustRouteCountsStatement(deltas).inline());
 }
 
-// Statements for scripted runs (see db/script.ts): SQL text with the values written in.
+// Statements for scripted runs (see db/script.ts and db/prepared.ts), prepared once per
+// connection; knex's queries take them with `.inline()`.
 
-/**
- * Where new routes may go: the workers `pinned` by id, and every eligible worker when `anywhere`.
- * An SQL condition on `w`.
- */
-export function candidateCondition(pinned: string[], anywhere: boolean): string {
-  return sql`(w.id = ANY(${pinned}::uuid[]) OR w.status = ANY(${anywhere ? ELIGIBLE_STATUSES : []}::text[]))`;
+/** Where new routes may go: the workers `pinned` by id, and every worker in one of `statuses`. */
+export interface CandidateSet {
+  pinned: string[];
+  statuses: string[];
 }
 
-/**
- * The candidates' rows, each with up to `needPorts` of its free ports counted (as loadCandidates).
- * A port-mode worker's every route holds one port of its range, so the free ones are the range
+/** The workers `pinned` by id, and every eligible worker when `anywhere`. */
+export const candidateSet = (pinned: string[], anywhere: boolean): CandidateSet => ({
+  pinned,
+  statuses: anywhere ? [...ELIGIBLE_STATUSES] : [],
+});
+
+/** The condition on `w` of a CandidateSet given as $1 (pinned) and $2 (statuses). */
+const CANDIDATE = "(w.id = ANY($1) OR w.status = ANY($2))";
+
+/*
+ * A port-mode worker's every route holds one port of its range, so its free ones are the range
  * less `route_count`: arithmetic on the row, where counting rows of `free_ports` would read past
  * the ports booked since the last vacuum, worker by worker, on every placement.
  */
-export function candidatesStatement(condition: string, needPorts: number): string {
-  return (
-    `SELECT ${PLACEMENT_COLUMNS.map((c) => `w.${c}`).join(", ")}, ` +
-    sql`CASE WHEN w.frontend_mode = 'port'
-        THEN LEAST(${needPorts}, GREATEST(0, w.port_hi - w.port_lo + 1 - w.route_count)) ELSE 0
-        END AS free_ports
-      FROM workers w WHERE ` +
-    `${condition} ORDER BY w.name`
-  );
-}
+const CANDIDATES = new Prepared(
+  "appproxy_candidates",
+  ["uuid[]", "text[]", "int"],
+  `SELECT ${PLACEMENT_COLUMNS.map((c) => `w.${c}`).join(", ")},
+      CASE WHEN w.frontend_mode = 'port'
+        THEN LEAST($3, GREATEST(0, w.port_hi - w.port_lo + 1 - w.route_count)) ELSE 0
+      END AS free_ports
+    FROM workers w WHERE ${CANDIDATE} ORDER BY w.name`,
+);
+
+/** The candidates' rows, each with up to `needPorts` of its free ports counted (as loadCandidates). */
+export const candidatesStatement = (set: CandidateSet, needPorts: number): Call =>
+  CANDIDATES.with(set.pinned, set.statuses, needPorts);
+
+const FREE_PORTS_AMONG = new Prepared(
+  "appproxy_free_ports_among",
+  ["uuid[]", "text[]", "int[]"],
+  `SELECT f.worker_id, f.port FROM free_ports f JOIN workers w ON w.id = f.worker_id
+    WHERE f.port = ANY($3) AND w.frontend_mode = 'port' AND ${CANDIDATE}`,
+);
 
 /** Of the asked ports, those free on a port-mode candidate: rows (worker_id, port). */
-export function freePortsAmongStatement(condition: string, ports: number[]): string {
-  return (
-    sql`SELECT f.worker_id, f.port FROM free_ports f JOIN workers w ON w.id = f.worker_id
-      WHERE f.port = ANY(${[...new Set(ports)]}::int[]) AND w.frontend_mode = 'port' AND ` +
-    condition
-  );
-}
+export const freePortsAmongStatement = (set: CandidateSet, ports: number[]): Call =>
+  FREE_PORTS_AMONG.with(set.pinned, set.statuses, [...new Set(ports)]);
+
+const TAKEN_SUBDOMAINS = new Prepared(
+  "appproxy_taken_subdomains",
+  ["uuid[]", "text[]", "text[]"],
+  `SELECT r.wildcard_domain, r.subdomain FROM routes r
+    WHERE r.subdomain = ANY($3) AND r.wildcard_domain IN (
+      SELECT w.wildcard_domain FROM workers w WHERE w.wildcard_domain IS NOT NULL AND ${CANDIDATE})`,
+);
 
 /** Of the asked subdomains, those taken on a candidate's domain: rows (wildcard_domain, subdomain). */
-export function takenSubdomainsStatement(condition: string, subdomains: string[]): string {
-  return (
-    sql`SELECT r.wildcard_domain, r.subdomain FROM routes r
-      WHERE r.subdomain = ANY(${[...new Set(subdomains)]}::text[]) AND r.wildcard_domain IN (
-        SELECT w.wildcard_domain FROM workers w WHERE w.wildcard_domain IS NOT NULL AND ` +
-    `${condition})`
-  );
-}
+export const takenSubdomainsStatement = (set: CandidateSet, subdomains: string[]): Call =>
+  TAKEN_SUBDOMAINS.with(set.pinned, set.statuses, [...new Set(subdomains)]);
+
+const ADJUST_ROUTE_COUNTS = new Prepared(
+  "appproxy_adjust_route_counts",
+  ["uuid[]", "int[]"],
+  `UPDATE workers SET route_count = workers.route_count + v.delta
+    FROM unnest($1, $2) AS v(id, delta) WHERE workers.id = v.id`,
+);
 
 /** Applies route-count deltas to every worker touched (as adjustRouteCounts). */
-export function adjustRouteCountsStatement(deltas: Map<string, number>): string {
+export function adjustRouteCountsStatement(deltas: Map<string, number>): Call {
   const changed = [...deltas].filter(([, delta]) => delta !== 0);
-  return sql`UPDATE workers SET route_count = workers.route_count + v.delta
-    FROM unnest(${changed.map(([id]) => id)}::uuid[], ${changed.map(([, d]) => d)}::int[]) AS v(id, delta)
-    WHERE workers.id = v.id`;
+  return ADJUST_ROUTE_COUNTS.with(
+    changed.map(([id]) => id),
+    changed.map(([, d]) => d),
+  );
 }

@@ -1,10 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RouteRow } from "../../src/routes/model.js";
+import { Prepared, type Call } from "../../src/db/prepared.js";
 import {
+  lowestFreePortsStatement,
   routesByIdsStatement,
+  takeLowestPortsStatement,
   takePortsStatement,
   updateRoutesStatement,
 } from "../../src/routes/repository.js";
+import { candidateSet, freePortsAmongStatement } from "../../src/workers/repository.js";
 import { startHarness } from "../support/harness.js";
 import { portWorker, registerWorker, routeBody, type RouteAnswer } from "../support/factories.js";
 
@@ -34,27 +38,70 @@ beforeAll(async () => {
 });
 afterAll(() => h?.close());
 
-/** The plan of `statement` as PostgreSQL would run it, as text. */
-async function planOf(statement: string): Promise<string> {
-  const result = (await h.database.knex.raw(`EXPLAIN ${statement}`)) as
-    { rows: Array<Record<string, string>> } | Array<{ rows: Array<Record<string, string>> }>;
-  const rows = Array.isArray(result) ? result[0]!.rows : result.rows;
-  return rows.map((r) => Object.values(r).join("")).join("\n");
+let probes = 0;
+
+/** Ends the transaction of plansOf, undoing the statements it ran, with the plans it found. */
+class PlansFound {
+  constructor(readonly plans: string[]) {}
 }
 
-describe("statements of the write path", () => {
+/**
+ * The plans of `call` as PostgreSQL would run it: with its values written in (knex's queries),
+ * and prepared, after as many executions as it takes PostgreSQL to settle between a generic
+ * plan and one made for the values each time. The statements' effects are rolled back.
+ */
+async function plansOf(call: Call): Promise<string[]> {
+  try {
+    await h.database.knex.transaction(async (tx) => {
+      const explain = async (text: string) => {
+        const result = (await tx.raw(`EXPLAIN ${text}`)) as
+          { rows: Array<Record<string, string>> } | Array<{ rows: Array<Record<string, string>> }>;
+        const rows = Array.isArray(result) ? result[0]!.rows : result.rows;
+        return rows.map((r) => Object.values(r).join("")).join("\n");
+      };
+      const inline = await explain(call.inline());
+      const { types, text } = call.statement;
+      const probe = new Prepared(`plan_probe_${++probes}`, types, text).with(...call.values);
+      await tx.raw(probe.statement.definition);
+      // PostgreSQL weighs a generic plan from the sixth execution on.
+      for (let i = 0; i < 6; i++) await tx.raw(probe.execute());
+      const settled = await explain(probe.execute());
+      await tx.raw(`DEALLOCATE ${probe.statement.name}`);
+      throw new PlansFound([inline, settled]);
+    });
+  } catch (found) {
+    if (found instanceof PlansFound) return found.plans;
+    throw found;
+  }
+  throw new Error("the transaction ended without its plans");
+}
+
+describe("statements of the write path, with their values and prepared", () => {
   it("a patch finds its routes by primary key, whatever the size of the table", async () => {
     const row = (await h.database.knex("routes").where({ id: routeId }).first()) as RouteRow;
-    const plan = await planOf(updateRoutesStatement([{ ...row, labels: { a: "b" } }], ["labels"]));
-    expect(plan).toMatch(/Index Scan using routes_pkey on routes/);
-    expect(plan).not.toMatch(/Seq Scan on routes/);
+    for (const plan of await plansOf(
+      updateRoutesStatement([{ ...row, labels: { a: "b" } }], ["labels"]),
+    )) {
+      expect(plan).toMatch(/Index Scan (using|on) routes_pkey/);
+      expect(plan).not.toMatch(/Seq Scan on routes/);
+    }
   });
 
   it("a creation reads its routes and books its ports by key", async () => {
-    const read = await planOf(routesByIdsStatement([routeId]));
-    expect(read).toMatch(/Index Scan using routes_pkey on routes/);
-    const booking = await planOf(takePortsStatement([{ workerId: wideWorker, port: 20001 }]));
-    expect(booking).toMatch(/Index Scan using free_ports_pkey on free_ports/);
-    expect(booking).not.toMatch(/Seq Scan on free_ports/);
+    for (const plan of await plansOf(routesByIdsStatement([routeId]))) {
+      expect(plan).toMatch(/Index Scan (using|on) routes_pkey/);
+    }
+    const bookings = [
+      takePortsStatement([{ workerId: wideWorker, port: 20001 }]),
+      takeLowestPortsStatement(new Map([[wideWorker, 2]])),
+      lowestFreePortsStatement([wideWorker], ["registered", "alive"], 2),
+      freePortsAmongStatement(candidateSet([wideWorker], true), [20001, 20002]),
+    ];
+    for (const call of bookings) {
+      for (const plan of await plansOf(call)) {
+        expect(plan, call.statement.name).toMatch(/Index (Only )?Scan using free_ports_pkey/);
+        expect(plan, call.statement.name).not.toMatch(/Seq Scan on free_ports/);
+      }
+    }
   });
 });

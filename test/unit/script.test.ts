@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Database } from "../../src/db/database.js";
+import { Prepared, type Statement } from "../../src/db/prepared.js";
 import { json, literal, ScriptSession, sql } from "../../src/db/script.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 
@@ -14,7 +15,7 @@ afterAll(async () => {
   await testDb.drop();
 });
 
-async function script(statements: string[]) {
+async function script(statements: Statement[]) {
   const session = await ScriptSession.open(db.knex);
   try {
     return await session.run(statements);
@@ -111,5 +112,67 @@ describe("a script session", () => {
       await session.close();
     }
     expect(await probeRows()).toBe(0);
+  });
+});
+
+const ECHO = new Prepared(
+  "script_probe_echo",
+  ["text", "text[]", "jsonb", "int", "timestamptz"],
+  "SELECT $1 AS s, $2 AS a, $3 AS j, $4 AS n, $5 AS t",
+);
+const COUNT_PROBES = new Prepared(
+  "script_probe_count",
+  ["text"],
+  "SELECT count(*)::int AS n FROM script_probe WHERE v = $1",
+);
+
+describe("prepared statements in scripts", () => {
+  it("take every value as a literal would, run as EXECUTE or written in", async () => {
+    const when = new Date("2026-11-27T07:00:00.123Z");
+    const calls = AWKWARD.map((text, i) =>
+      ECHO.with(text, AWKWARD, json({ [text]: AWKWARD }), i - 3, when),
+    );
+    const executed = await script(calls);
+    const inlined = await script(calls.map((c) => c.inline()));
+    for (const rows of [executed, inlined]) {
+      rows.forEach(([row], i) => {
+        expect(row).toMatchObject({
+          s: AWKWARD[i],
+          a: AWKWARD,
+          j: { [AWKWARD[i]!]: AWKWARD },
+          n: i - 3,
+        });
+        expect((row!.t as Date).toISOString()).toBe(when.toISOString());
+      });
+    }
+    expect(calls[0]!.execute()).toMatch(/^EXECUTE script_probe_echo\(/);
+  });
+
+  it("are prepared once per connection, and stay prepared after a rollback", async () => {
+    const session = await ScriptSession.open(db.knex);
+    try {
+      await expect(session.run(["BEGIN", COUNT_PROBES.with("x"), "SELECT 1/0"])).rejects.toThrow(
+        /division by zero/,
+      );
+      await session.run(["ROLLBACK"]);
+      // Prepared in the failed transaction, and known to be: no second PREPARE (which would
+      // fail as a duplicate).
+      const [counted, prepared] = await session.run([
+        COUNT_PROBES.with("x"),
+        "SELECT name FROM pg_prepared_statements WHERE name = 'script_probe_count'",
+      ]);
+      expect(counted).toEqual([{ n: 0 }]);
+      expect(prepared!.map((r) => r.name)).toEqual(["script_probe_count"]);
+    } finally {
+      await session.close();
+    }
+  });
+
+  it("refuse the wrong number of values, and a second statement under one name", () => {
+    expect(() => COUNT_PROBES.with()).toThrow(/takes 1 values, not 0/);
+    expect(() => new Prepared("script_probe_count", ["text"], "SELECT $1")).toThrow(
+      /another statement/,
+    );
+    expect(() => new Prepared("bad name", [], "SELECT 1")).toThrow(/not a statement name/);
   });
 });
