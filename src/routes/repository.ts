@@ -225,10 +225,46 @@ export async function takenSubdomains(
 // Statements for scripted runs (see db/script.ts and db/prepared.ts), prepared once per
 // connection; knex's queries take them with `.inline()`.
 
+/** Every column of a route row, each once (the compiler checks the list against RouteRow). */
+const ROUTE_FIELDS: Record<keyof RouteRow, true> = {
+  id: true,
+  session_id: true,
+  kernel_id: true,
+  endpoint_id: true,
+  app: true,
+  protocol: true,
+  mode: true,
+  upstreams: true,
+  health_check: true,
+  worker_selector: true,
+  worker_id: true,
+  port: true,
+  subdomain: true,
+  wildcard_domain: true,
+  open_to_public: true,
+  allowed_client_ips: true,
+  user_id: true,
+  project_id: true,
+  labels: true,
+  expires_at: true,
+  last_activity_at: true,
+  version: true,
+  request_hash: true,
+  created_at: true,
+  updated_at: true,
+};
+
+/*
+ * The columns are named, not `r.*`: a prepared statement whose result gains a column (a newer
+ * instance's migration adding one to routes during a rolling upgrade) fails with "cached plan
+ * must not change result type" on every connection that prepared it.
+ */
 const ROUTES_BY_IDS = new Prepared(
   "appproxy_routes_by_ids",
   ["uuid[]"],
-  `SELECT r.*, w.advertised_host AS w_advertised_host, w.frontend_mode AS w_frontend_mode,
+  `SELECT ${Object.keys(ROUTE_FIELDS)
+    .map((c) => `r.${c}`)
+    .join(", ")}, w.advertised_host AS w_advertised_host, w.frontend_mode AS w_frontend_mode,
       w.tls AS w_tls, w.wildcard_domain AS w_wildcard_domain,
       w.wildcard_traffic_port AS w_wildcard_traffic_port
     FROM routes r JOIN workers w ON w.id = r.worker_id WHERE r.id = ANY($1)`,

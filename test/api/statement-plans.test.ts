@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RouteRow } from "../../src/routes/model.js";
 import { Prepared, type Call } from "../../src/db/prepared.js";
+import { ScriptSession } from "../../src/db/script.js";
 import {
   lowestFreePortsStatement,
   routesByIdsStatement,
@@ -102,6 +103,28 @@ describe("statements of the write path, with their values and prepared", () => {
         expect(plan, call.statement.name).toMatch(/Index (Only )?Scan using free_ports_pkey/);
         expect(plan, call.statement.name).not.toMatch(/Seq Scan on free_ports/);
       }
+    }
+  });
+});
+
+describe("prepared statements during a rolling upgrade", () => {
+  it("keep working on a connection that prepared them after a migration adds a column", async () => {
+    const session = await ScriptSession.open(h.database.knex);
+    try {
+      const [before] = await session.run([routesByIdsStatement([routeId])]);
+      expect(before!.map((r) => r.id)).toEqual([routeId]);
+      // A newer instance's migration (here on the same connection, PGlite having only one: the
+      // plans are invalidated for every connection alike).
+      await session.run(["ALTER TABLE routes ADD COLUMN upgrade_probe integer"]);
+      try {
+        const [after] = await session.run([routesByIdsStatement([routeId])]);
+        expect(after!.map((r) => r.id)).toEqual([routeId]);
+        expect(after![0]).not.toHaveProperty("upgrade_probe");
+      } finally {
+        await session.run(["ALTER TABLE routes DROP COLUMN upgrade_probe"]);
+      }
+    } finally {
+      await session.close();
     }
   });
 });
