@@ -1,4 +1,5 @@
-import { literal } from "./script.js";
+import type { Knex } from "knex";
+import { Json, literal } from "./script.js";
 
 const texts = new Map<string, string>();
 
@@ -52,7 +53,26 @@ export class Call {
       : `EXECUTE ${name}(${this.values.map(literal).join(", ")})`;
   }
 
-  /** As one statement with its values written in, for any connection (knex's queries). */
+  /**
+   * As a statement with bound values, for knex. Not `inline()`: knex reads every `?` of the SQL
+   * text as a placeholder, even one inside a string literal, and a route's labels or health-check
+   * path may hold one.
+   */
+  bound(): { sql: string; bindings: Knex.Value[] } {
+    const { text, types } = this.statement;
+    const bindings: Knex.Value[] = [];
+    const sql = text.replace(/\$(\d+)/g, (_, n: string) => {
+      const i = Number(n) - 1;
+      const value = this.values[i];
+      bindings.push(
+        value instanceof Json ? JSON.stringify(value.value) : ((value ?? null) as Knex.Value),
+      );
+      return `(?::${types[i]!})`;
+    });
+    return { sql, bindings };
+  }
+
+  /** As one statement with its values written in, for a script (never for knex: see bound). */
   inline(): string {
     const { text, types } = this.statement;
     return text.replace(/\$(\d+)/g, (_, n: string) => {
@@ -84,11 +104,39 @@ export function unpreparedOn(connection: object, statements: readonly Statement[
   return missing;
 }
 
-/** Forgets that `statements` (else every statement) were prepared on `connection`. */
-export function forgetPrepared(connection: object, statements?: readonly Prepared[]): void {
-  if (!statements) return void preparedOn.delete(connection);
-  const known = preparedOn.get(connection);
-  for (const s of statements) known?.delete(s.name);
+const recount = new WeakSet<object>();
+
+/**
+ * Forgets what `connection` holds prepared, after an error that may have left it otherwise than
+ * believed: the next script asks the server (`mustRecount`, `recounted`) before preparing more.
+ */
+export function distrustPrepared(connection: object): void {
+  preparedOn.delete(connection);
+  recount.add(connection);
+}
+
+export const mustRecount = (connection: object): boolean => recount.has(connection);
+
+/** What the server says `connection` holds prepared (the names of pg_prepared_statements). */
+export function recounted(connection: object, names: readonly string[]): void {
+  preparedOn.set(connection, new Set(names));
+  recount.delete(connection);
 }
 
 export const statementText = (s: Statement): string => (typeof s === "string" ? s : s.execute());
+
+/** Runs `call` through knex (outside scripts), its values bound. */
+export function runCall<R = unknown>(db: Knex | Knex.Transaction, call: Call): Promise<R> {
+  const { sql, bindings } = call.bound();
+  return db.raw(sql, bindings) as unknown as Promise<R>;
+}
+
+/**
+ * Errors after which a connection's prepared statements are not what this process believes:
+ * one missing (26000), one already there (42P05), or one whose result changed with the schema
+ * (0A000, "cached plan must not change result type").
+ */
+export function isPreparedStateError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === "26000" || code === "42P05" || code === "0A000";
+}

@@ -1,5 +1,13 @@
 import type { Knex } from "knex";
-import { forgetPrepared, statementText, unpreparedOn, type Statement } from "./prepared.js";
+import {
+  distrustPrepared,
+  isPreparedStateError,
+  mustRecount,
+  recounted,
+  statementText,
+  unpreparedOn,
+  type Statement,
+} from "./prepared.js";
 
 /** A row as the driver hands it back. */
 export type Row = Record<string, unknown>;
@@ -109,27 +117,49 @@ export class ScriptSession {
   }
 
   private async execute(statements: Statement[]): Promise<PgResult | PgResult[]> {
-    const unprepared = unpreparedOn(this.connection, statements);
-    if (unprepared.length > 0) {
-      // A round trip of its own, once per connection and statement. A prepared statement
-      // outlives a rollback of the transaction it was prepared in, so the marks stay true
-      // whatever becomes of the script.
-      try {
-        await this.script(unprepared.map((p) => p.definition));
-      } catch (error) {
-        // Some may have been prepared before one failed: a PostgreSQL connection is closed
-        // rather than kept half known; PGlite's only one forgets them all, to start again.
-        if (this.connection.exec === undefined) {
-          forgetPrepared(this.connection, unprepared);
-          this.connection.__knex__disposed = error;
-        } else {
-          forgetPrepared(this.connection);
-          await this.script(["DEALLOCATE ALL"]).catch(() => undefined);
-        }
-        throw error;
-      }
+    const calls = statements.some((s) => typeof s !== "string");
+    if (calls) await this.prepare(statements);
+    try {
+      return await this.script(statements.map(statementText));
+    } catch (error) {
+      if (calls && isPreparedStateError(error)) this.distrust(error);
+      throw error;
     }
-    return this.script(statements.map(statementText));
+  }
+
+  /**
+   * Prepares what the statements need and the connection lacks, in a round trip of its own, once
+   * per connection and statement. A prepared statement outlives a rollback of the transaction it
+   * was prepared in, so the marks stay true whatever becomes of the script.
+   */
+  private async prepare(statements: Statement[]): Promise<void> {
+    if (mustRecount(this.connection)) {
+      const result = await this.script(["SELECT name FROM pg_prepared_statements"]);
+      const [rows] = Array.isArray(result) ? result : [result];
+      recounted(
+        this.connection,
+        (rows?.rows ?? []).map((r) => String(r.name)),
+      );
+    }
+    const unprepared = unpreparedOn(this.connection, statements);
+    if (unprepared.length === 0) return;
+    try {
+      await this.script(unprepared.map((p) => p.definition));
+    } catch (error) {
+      // Some may have been prepared before one failed.
+      this.distrust(error);
+      throw error;
+    }
+  }
+
+  /**
+   * After an error that may leave the connection's prepared statements otherwise than believed:
+   * a PostgreSQL connection is closed by the pool; PGlite's only one is asked what it holds
+   * before its next script with prepared statements.
+   */
+  private distrust(error: unknown): void {
+    distrustPrepared(this.connection);
+    if (this.connection.exec === undefined) this.connection.__knex__disposed = error;
   }
 
   private script(texts: string[]): Promise<PgResult | PgResult[]> {

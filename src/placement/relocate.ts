@@ -171,6 +171,10 @@ async function bookPorts(ctx: ChangeContext, moves: Move[]): Promise<void> {
   );
   for (const [workerId, list] of fresh) {
     const ports = booked.get(workerId) ?? [];
-    list.forEach((m, i) => (m.port = ports[i] ?? null));
+    // Placement counted these ports free (from route_count); fewer would be a broken count.
+    if (ports.length < list.length) {
+      throw new Error(`worker ${workerId} had fewer free ports than counted`);
+    }
+    list.forEach((m, i) => (m.port = ports[i]!));
   }
 }

@@ -1,5 +1,6 @@
+import { createHash } from "node:crypto";
 import type { Knex } from "knex";
-import { Prepared, type Call } from "../db/prepared.js";
+import { Prepared, runCall, type Call } from "../db/prepared.js";
 import { json, type Row } from "../db/script.js";
 import type { ListRoutesQuery } from "./schema.js";
 import type { RouteRow, UrlWorker } from "./model.js";
@@ -148,7 +149,7 @@ export async function takePorts(
   pairs: Array<{ workerId: string; port: number }>,
 ): Promise<void> {
   if (pairs.length === 0) return;
-  const result = await tx.raw<{ rows: unknown[] }>(takePortsStatement(pairs).inline());
+  const result = await runCall<{ rows: unknown[] }>(tx, takePortsStatement(pairs));
   if (result.rows.length !== pairs.length) throw new Error("a port expected free was taken");
 }
 
@@ -161,7 +162,7 @@ export async function takeLowestPorts(
   wanted: Map<string, number>,
 ): Promise<Map<string, number[]>> {
   if (wanted.size === 0) return new Map();
-  const result = await tx.raw<{ rows: Row[] }>(takeLowestPortsStatement(wanted).inline());
+  const result = await runCall<{ rows: Row[] }>(tx, takeLowestPortsStatement(wanted));
   return portsByWorker(result.rows);
 }
 
@@ -223,7 +224,7 @@ export async function takenSubdomains(
 }
 
 // Statements for scripted runs (see db/script.ts and db/prepared.ts), prepared once per
-// connection; knex's queries take them with `.inline()`.
+// connection; knex's queries run them with runCall.
 
 /** Every column of a route row, each once (the compiler checks the list against RouteRow). */
 const ROUTE_FIELDS: Record<keyof RouteRow, true> = {
@@ -292,8 +293,10 @@ export function updateRoutesStatement(rows: RouteRow[], columns: Array<keyof Rou
     const set = columns.map((c) => `${c} = x.${c}`).join(", ");
     // The ids again as an array: PostgreSQL guesses 100 rows for the JSON set and would read the
     // whole table to join them; with the array it looks the routes up by their primary key.
+    // Named after its columns, so that the name means the same statement in every process.
+    const digest = createHash("sha256").update(key).digest("hex").slice(0, 16);
     statement = new Prepared(
-      `appproxy_update_routes_${updates.size + 1}`,
+      `appproxy_update_routes_${digest}`,
       ["jsonb", "uuid[]"],
       `UPDATE routes SET ${set} FROM jsonb_populate_recordset(NULL::routes, $1) x
         WHERE routes.id = x.id AND routes.id = ANY($2)`,

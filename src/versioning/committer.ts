@@ -1,7 +1,7 @@
 import type { Knex } from "knex";
 import { Channel, routingPayload } from "../db/channels.js";
 import { isConnectionError, translateDatabaseError } from "../db/pg-errors.js";
-import { Prepared, type Call, type Statement } from "../db/prepared.js";
+import { Prepared, runCall, type Call, type Statement } from "../db/prepared.js";
 import { json, ScriptSession, type Row } from "../db/script.js";
 import type {
   ChangeContext,
@@ -207,7 +207,7 @@ export class Committer {
           outcomes.push(await this.runOne(tx, item, log, group.length === 1));
         }
         if (log.changes.length === 0) return;
-        await tx.raw(logStatement(log, this.origin).inline());
+        await runCall(tx, logStatement(log, this.origin));
       });
     } catch (error) {
       const translated = translateDatabaseError(error);

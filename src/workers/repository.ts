@@ -1,5 +1,5 @@
 import type { Knex } from "knex";
-import { Prepared, type Call } from "../db/prepared.js";
+import { Prepared, runCall, type Call } from "../db/prepared.js";
 import { ELIGIBLE_STATUSES, type WorkerRow, type WorkerStatus } from "./model.js";
 import type { Registration } from "./schema.js";
 
@@ -59,8 +59,9 @@ export async function loadCandidates(
   needPorts: number,
   ids?: string[],
 ): Promise<CandidateRow[]> {
-  const result = await db.raw<{ rows: CandidateRow[] }>(
-    candidatesStatement(candidateSet(ids ?? [], ids === undefined), needPorts).inline(),
+  const result = await runCall<{ rows: CandidateRow[] }>(
+    db,
+    candidatesStatement(candidateSet(ids ?? [], ids === undefined), needPorts),
   );
   return result.rows.map((r) => ({ ...r, free_ports: Number(r.free_ports) }));
 }
@@ -159,11 +160,11 @@ export async function adjustRouteCounts(
   deltas: Map<string, number>,
 ): Promise<void> {
   if ([...deltas.values()].every((delta) => delta === 0)) return;
-  await tx.raw(adjustRouteCountsStatement(deltas).inline());
+  await runCall(tx, adjustRouteCountsStatement(deltas));
 }
 
 // Statements for scripted runs (see db/script.ts and db/prepared.ts), prepared once per
-// connection; knex's queries take them with `.inline()`.
+// connection; knex's queries run them with runCall.
 
 /** Where new routes may go: the workers `pinned` by id, and every worker in one of `statuses`. */
 export interface CandidateSet {

@@ -1,3 +1,4 @@
+import type { Knex } from "knex";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RouteRow } from "../../src/routes/model.js";
 import { Prepared, type Call } from "../../src/db/prepared.js";
@@ -47,20 +48,21 @@ class PlansFound {
 }
 
 /**
- * The plans of `call` as PostgreSQL would run it: with its values written in (knex's queries),
+ * The plans of `call` as PostgreSQL would run it: with its values bound (knex's queries),
  * and prepared, after as many executions as it takes PostgreSQL to settle between a generic
  * plan and one made for the values each time. The statements' effects are rolled back.
  */
 async function plansOf(call: Call): Promise<string[]> {
   try {
     await h.database.knex.transaction(async (tx) => {
-      const explain = async (text: string) => {
-        const result = (await tx.raw(`EXPLAIN ${text}`)) as
+      const explain = async (text: string, bindings: Knex.Value[] = []) => {
+        const result = (await tx.raw(`EXPLAIN ${text}`, bindings)) as
           { rows: Array<Record<string, string>> } | Array<{ rows: Array<Record<string, string>> }>;
         const rows = Array.isArray(result) ? result[0]!.rows : result.rows;
         return rows.map((r) => Object.values(r).join("")).join("\n");
       };
-      const inline = await explain(call.inline());
+      const { sql, bindings } = call.bound();
+      const inline = await explain(sql, bindings);
       const { types, text } = call.statement;
       const probe = new Prepared(`plan_probe_${++probes}`, types, text).with(...call.values);
       await tx.raw(probe.statement.definition);

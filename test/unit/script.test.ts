@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Database } from "../../src/db/database.js";
-import { Prepared, type Statement } from "../../src/db/prepared.js";
-import { json, literal, ScriptSession, sql } from "../../src/db/script.js";
+import { Prepared, runCall, type Statement } from "../../src/db/prepared.js";
+import { json, literal, ScriptSession, sql, type Row } from "../../src/db/script.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 
 let testDb: TestDatabase;
@@ -151,12 +151,14 @@ describe("prepared statements in scripts", () => {
   it("are prepared once per connection, and stay prepared after a rollback", async () => {
     const session = await ScriptSession.open(db.knex);
     try {
-      await expect(session.run(["BEGIN", COUNT_PROBES.with("x"), "SELECT 1/0"])).rejects.toThrow(
+      await session.run(["BEGIN"]);
+      // Prepared inside the transaction (its PREPARE goes first, in a round trip of its own),
+      // which then fails and is rolled back.
+      await expect(session.run([COUNT_PROBES.with("x"), "SELECT 1/0"])).rejects.toThrow(
         /division by zero/,
       );
       await session.run(["ROLLBACK"]);
-      // Prepared in the failed transaction, and known to be: no second PREPARE (which would
-      // fail as a duplicate).
+      // Still prepared, and known to be: no second PREPARE, which would fail as a duplicate.
       const [counted, prepared] = await session.run([
         COUNT_PROBES.with("x"),
         "SELECT name FROM pg_prepared_statements WHERE name = 'script_probe_count'",
@@ -165,6 +167,39 @@ describe("prepared statements in scripts", () => {
       expect(prepared!.map((r) => r.name)).toEqual(["script_probe_count"]);
     } finally {
       await session.close();
+    }
+  });
+
+  it("recover when a connection's prepared statements are not what this process believes", async () => {
+    const session = await ScriptSession.open(db.knex);
+    try {
+      await session.run([COUNT_PROBES.with("y")]);
+      // Dropped behind the process's back (as DISCARD ALL would).
+      await session.run(["DEALLOCATE ALL"]);
+      await expect(session.run([COUNT_PROBES.with("y")])).rejects.toThrow(/does not exist/);
+    } finally {
+      await session.close();
+    }
+    // The next script prepares again: on a new connection (PostgreSQL), or after asking the
+    // only one what it holds (PGlite).
+    expect(await script([COUNT_PROBES.with("y"), ECHO.with("z", [], json(null), 0, null)])).toEqual(
+      [[{ n: 0 }], [{ s: "z", a: [], j: null, n: 0, t: null }]],
+    );
+  });
+
+  it("bind their values when knex runs them, a ? in a value included", async () => {
+    const when = new Date("2026-11-27T07:00:00.123Z");
+    for (const [i, text] of AWKWARD.entries()) {
+      const { rows } = await runCall<{ rows: Row[] }>(
+        db.knex,
+        ECHO.with(text, [...AWKWARD, "?", "??"], json({ path: `/health?${text}` }), i, when),
+      );
+      expect(rows[0]).toMatchObject({
+        s: text,
+        a: [...AWKWARD, "?", "??"],
+        j: { path: `/health?${text}` },
+        n: i,
+      });
     }
   });
 
