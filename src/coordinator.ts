@@ -82,6 +82,10 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
   await hub.start();
   watch.followStreams((workerId) => hub.streaming(workerId));
   committer.onCommit((first, head, entries) => hub.committedLocally(first, head, entries));
+  committer.onTransaction((requests, seconds) => {
+    metrics.writeSeconds.observe(seconds);
+    metrics.writeRequests.observe(requests);
+  });
   const listener = new NotificationListener(
     database,
     [Channel.Routing, Channel.Streams, Channel.WorkerRemoved],

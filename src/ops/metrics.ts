@@ -17,6 +17,8 @@ export class Metrics {
   readonly streamDisconnects: client.Counter<"code">;
   readonly reaperRuns: client.Counter<"outcome">;
   readonly failovers: client.Counter;
+  readonly writeSeconds: client.Histogram;
+  readonly writeRequests: client.Histogram;
 
   constructor(knex: Knex) {
     const registers = [this.registry];
@@ -55,6 +57,18 @@ export class Metrics {
     this.failovers = new client.Counter({
       name: "appproxy_failovers_total",
       help: "Routes moved off lost workers by this instance's reaper.",
+      registers,
+    });
+    this.writeSeconds = new client.Histogram({
+      name: "appproxy_write_transaction_seconds",
+      help: "This instance's write transactions, from asking for the routing lock to the commit; writers of every instance take turns at that lock.",
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    this.writeRequests = new client.Histogram({
+      name: "appproxy_write_transaction_requests",
+      help: "Requests answered by one write transaction of this instance (group commit).",
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128],
       registers,
     });
 

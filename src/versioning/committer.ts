@@ -23,6 +23,12 @@ export type CommitListener = (
   entries: ReadonlyArray<{ version: number; entry: ChangeEntry }>,
 ) => void;
 
+/**
+ * Told of each write transaction that ended without error: how many requests it answered and how
+ * long it took from asking for the routing lock to its commit (the wait for the lock included).
+ */
+export type TransactionListener = (requests: number, seconds: number) => void;
+
 interface Pending {
   kind: string;
   apply: Apply<unknown> | undefined;
@@ -67,6 +73,7 @@ export class Committer {
   private readonly queue: Pending[] = [];
   private running = false;
   private listeners: CommitListener[] = [];
+  private transactionListeners: TransactionListener[] = [];
 
   /**
    * `origin` names this instance in each commit's NOTIFY ("head origin"), so that its own hub,
@@ -111,6 +118,23 @@ export class Committer {
     this.listeners.push(listener);
   }
 
+  /** Called after each write transaction that ended without error (see TransactionListener). */
+  onTransaction(listener: TransactionListener): void {
+    this.transactionListeners.push(listener);
+  }
+
+  private ended(requests: number, startedMs: number): void {
+    const seconds = (performance.now() - startedMs) / 1000;
+    for (const l of this.transactionListeners) {
+      // Metrics must not keep committed changes from being answered.
+      try {
+        l(requests, seconds);
+      } catch {
+        // nothing to undo
+      }
+    }
+  }
+
   private async drain(): Promise<void> {
     try {
       while (this.queue.length > 0) {
@@ -130,6 +154,7 @@ export class Committer {
     const outcomes = new Map<Pending, Outcome>();
     const log: GroupLog = { head: 0, now: new Date(), changes: [], entries: [] };
     let session: ScriptSession | undefined;
+    const started = performance.now();
     try {
       session = await ScriptSession.open(this.knex);
       await this.runScript(session, byKey(items), log, outcomes);
@@ -144,6 +169,7 @@ export class Committer {
       for (const item of items) item.reject(translated);
       return;
     }
+    this.ended(items.length, started);
     // Committed: handing the connection back cannot undo that, nor must its failure.
     await session.close().catch(() => undefined);
     this.announce(log);
@@ -197,6 +223,7 @@ export class Committer {
   private async runGroup(group: Pending[]): Promise<void> {
     const outcomes: Outcome[] = [];
     const log: GroupLog = { head: 0, now: new Date(), changes: [], entries: [] };
+    const started = performance.now();
     try {
       await this.knex.transaction(async (tx) => {
         const state = await tx("routing_state").where({ id: 1 }).forUpdate().first("version");
@@ -214,6 +241,7 @@ export class Committer {
       for (const item of group) item.reject(translated);
       return;
     }
+    this.ended(group.length, started);
     this.announce(log);
     group.forEach((item, i) => settle(item, outcomes[i]!));
   }

@@ -260,6 +260,21 @@ describe("GET /metrics", () => {
     expect(valueOf(m, "appproxy_worker_lag_versions_bucket", { le: "0" })).toBe(1);
   });
 
+  it("times the write transactions and counts the requests each answered", async () => {
+    const m = await scrape();
+    // Every route of this file was created through this instance, in at least one transaction.
+    const transactions = valueOf(m, "appproxy_write_transaction_seconds_count");
+    expect(transactions).toBeGreaterThanOrEqual(1);
+    expect(valueOf(m, "appproxy_write_transaction_requests_count")).toBe(transactions);
+    expect(valueOf(m, "appproxy_write_transaction_requests_sum")).toBeGreaterThanOrEqual(
+      created.length,
+    );
+    expect(valueOf(m, "appproxy_write_transaction_seconds_sum")).toBeGreaterThan(0);
+    expect(valueOf(m, "appproxy_write_transaction_requests_bucket", { le: "+Inf" })).toBe(
+      transactions,
+    );
+  });
+
   it("counts the propagation to the worker and the stream's frames", async () => {
     const m = await scrape();
     expect(samplesOf(m, "appproxy_propagation_seconds_bucket").length).toBeGreaterThan(0);
