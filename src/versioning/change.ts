@@ -46,7 +46,7 @@ export type RunResult<T> = { ok: true; value: T; version?: number } | { ok: fals
  * The changes of one kind that arrived together, run as one pass in a few round trips: the
  * statements of `reads` go out with the lock, `plan` decides every change in memory, `middle`
  * (if any) books what only the database can hand out, and `writes` go out with the log and the
- * commit. Statements are SQL text with their values written in (see db/script.ts).
+ * commit. Statements are SQL text, or prepared statements with their values (see db/prepared.ts).
  */
 export interface ScriptedRun<T> {
   reads(): Statement[];

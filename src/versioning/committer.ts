@@ -226,8 +226,8 @@ export class Committer {
     const started = performance.now();
     try {
       await this.knex.transaction(async (tx) => {
-        const state = await tx("routing_state").where({ id: 1 }).forUpdate().first("version");
-        log.head = Number(state.version);
+        const locked = await runCall<{ rows: Array<{ version: number }> }>(tx, LOCK.with());
+        log.head = Number(locked.rows[0]!.version);
         // Stamped once the lock is held, so that commit times follow the order of versions.
         log.now = new Date();
         for (const item of group) {

@@ -50,9 +50,8 @@ export async function findWorkersByIds(db: Db, ids: string[]): Promise<WorkerRow
 }
 
 /**
- * Candidates for new routes (the given workers, else every eligible one), with up to `needPorts`
- * of their free ports counted (counting stops there, so the cost does not grow with the size of a
- * worker's range).
+ * Candidates for new routes (the given workers, else every eligible one), each with its free
+ * ports counted up to `needPorts` (from its range and route_count, see CANDIDATES).
  */
 export async function loadCandidates(
   db: Db,
