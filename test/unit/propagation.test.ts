@@ -1,5 +1,5 @@
 import type { Knex } from "knex";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { PropagationWatch } from "../../src/versioning/propagation.js";
 
 /** A stand-in for the `workers` table: the applied versions it holds, and how often it was read. */
@@ -96,10 +96,17 @@ describe("waiting until workers applied a version", () => {
     const db = fakeDatabase({ w1: 3, w2: 3 });
     const watch = new PropagationWatch(db.knex);
     watch.followStreams((id) => id === "w1");
-    // w1's acknowledgement arrives here, after polls would have begun: no query for it.
-    const local = watch.waitApplied(30, ["w1"], 5000);
-    setTimeout(() => watch.acknowledged("w1", 30), 40);
-    expect(await local).toBe(true);
+    // w1's acknowledgement arrives here 40 ms on, after polls would have begun: no query for it.
+    // (Fake clocks: the 40 ms are exact, whatever else the machine is doing.)
+    vi.useFakeTimers();
+    try {
+      const local = watch.waitApplied(30, ["w1"], 5000);
+      await vi.advanceTimersByTimeAsync(40);
+      watch.acknowledged("w1", 30);
+      expect(await local).toBe(true);
+    } finally {
+      vi.useRealTimers();
+    }
     expect(db.reads).toEqual([]);
     // Its stream moved elsewhere unnoticed: the acknowledgement is found in the database.
     db.applied.w1 = 31;
