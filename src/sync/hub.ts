@@ -15,16 +15,23 @@ import {
 import { CloseCode, FrameError } from "./close-codes.js";
 import { STREAM_PROTOCOL, type InboundFrame } from "./frames.js";
 import type { PresenceWriter } from "./presence.js";
+import { BehindClock } from "./behind-clock.js";
 import { inSlices } from "./pacing.js";
 import type { WorkerSession } from "./session.js";
 
-/** Workers untouched by a change learn the new version within this long (an empty diff). */
-const EMPTY_ADVANCE_MS = 500;
-/** Streams sent empty diffs or pings in one turn of the event loop (see inSlices). */
+/**
+ * A worker no change touched gets an empty diff this long after the hub processed the first
+ * version it lacks, plus its own share of EMPTY_ADVANCE_SPREAD_MS: the fleet's empty diffs (and
+ * the acknowledgements they draw) trickle out instead of leaving together, and every worker
+ * still follows the global version within a second.
+ */
+const EMPTY_ADVANCE_AFTER_MS = 550;
+const EMPTY_ADVANCE_SPREAD_MS = 300;
+/** How often due empty diffs are looked for, and at most how many one look sends. */
+const ADVANCE_TICK_MS = 20;
+const ADVANCE_PER_TICK = 200;
+/** Streams pinged in one turn of the event loop (see inSlices). */
 const PACING_SLICE = 100;
-/** Empty-diff slices at most this far apart, and all within this part of EMPTY_ADVANCE_MS. */
-const ADVANCE_PAUSE_MS = 20;
-const ADVANCE_SPREAD_MS = 250;
 /** Streams whose first frame is read from the database together. */
 const INITIAL_BATCH = 500;
 /** The change log's head is re-read this often even without a notification. */
@@ -55,7 +62,10 @@ export class Hub {
   private committedHere = -1;
   private queue: Promise<void> = Promise.resolve();
   private pumpQueued = false;
-  private advanceTimer: NodeJS.Timeout | undefined;
+  private advanceTicker: NodeJS.Timeout | undefined;
+  private advanceQueued = false;
+  /** When each range of versions was processed: how long a worker has been behind. */
+  private readonly behind = new BehindClock();
   private pollTimer: NodeJS.Timeout | undefined;
   private removedTimer: NodeJS.Timeout | undefined;
   private readonly commitTimes = new Map<number, number>();
@@ -106,6 +116,7 @@ export class Hub {
       if (this.processed >= head) return;
       if (this.processed !== first - 1) return this.pump();
       this.distribute(
+        true,
         head,
         entries.map(({ version, entry }) => ({
           version,
@@ -146,13 +157,17 @@ export class Hub {
     if (head <= this.processed) return;
     const from = this.processed;
     const entries = this.sessions.size > 0 ? await readEntries(this.knex, from, head) : [];
-    this.distribute(head, entries);
+    this.distribute(false, head, entries);
   }
 
-  /** Sends the versions after `processed` up to `head`, given their entries in version order. */
-  private distribute(head: number, entries: LoggedEntry[]): void {
+  /**
+   * Sends the versions after `processed` up to `head`, given their entries in version order;
+   * `committedHere`: this instance committed all of them.
+   */
+  private distribute(committedHere: boolean, head: number, entries: LoggedEntry[]): void {
     if (head <= this.processed) return;
     this.processed = head;
+    this.behind.processed(head, Date.now());
     const byWorker = new Map<string, LoggedEntry[]>();
     for (const e of entries) {
       const list = byWorker.get(e.worker_id);
@@ -163,41 +178,66 @@ export class Hub {
     for (const [workerId, mine] of byWorker) {
       const session = this.sessions.get(workerId);
       if (!session || !session.ready || session.version >= head) continue;
-      if (mine.some((e) => e.version > session.version)) this.sendDiff(session, head, mine);
+      if (mine.some((e) => e.version > session.version)) {
+        this.sendDiff(session, head, mine, committedHere);
+      }
     }
-    // The others learn the new version from one empty diff each, at most every EMPTY_ADVANCE_MS.
-    this.advanceTimer ??= setTimeout(() => {
-      this.advanceTimer = undefined;
-      void this.enqueue(async () => this.advanceUntouched());
-    }, EMPTY_ADVANCE_MS);
+    // The others learn the new version from an empty diff each (see advanceDue).
+    this.startAdvancing();
   }
 
-  private sendDiff(session: WorkerSession, to: number, entries: LoggedEntry[]): void {
-    const frame = session.diff(to, entries);
+  private sendDiff(
+    session: WorkerSession,
+    to: number,
+    entries: LoggedEntry[],
+    committedHere = false,
+  ): void {
+    const frame = session.diff(to, entries, committedHere);
     if (session.send(JSON.stringify(frame))) this.events.frameSent?.("diff");
   }
 
+  private startAdvancing(): void {
+    if (this.advanceTicker || this.stopped) return;
+    this.advanceTicker = setInterval(() => {
+      if (this.advanceQueued) return;
+      this.advanceQueued = true;
+      void this.enqueue(async () => {
+        this.advanceQueued = false;
+        this.advanceDue();
+      });
+    }, ADVANCE_TICK_MS);
+    this.advanceTicker.unref();
+  }
+
   /**
-   * Brings workers no change touched up to the processed version with an empty diff, a slice
-   * of the fleet at a time (see inSlices); each slice runs in the hub's queue, in turn with the
-   * changes it distributes.
+   * Brings the workers whose empty diff is due up to the processed version: each one
+   * EMPTY_ADVANCE_AFTER_MS plus its share of EMPTY_ADVANCE_SPREAD_MS after the hub processed the
+   * first version it lacks. Runs in the hub's queue, in turn with the changes it distributes, and
+   * stops looking once no stream is behind.
    */
-  private advanceUntouched(): void {
-    inSlices(
-      [...this.sessions.values()],
-      (session) => {
-        if (!session.closed && session.ready && session.version < this.processed) {
-          this.sendDiff(session, this.processed, []);
-        }
-      },
-      {
-        slice: PACING_SLICE,
-        spreadMs: ADVANCE_SPREAD_MS,
-        maxPauseMs: ADVANCE_PAUSE_MS,
-        schedule: (run) => void this.enqueue(async () => run()),
-        stopped: () => this.stopped,
-      },
-    );
+  private advanceDue(): void {
+    const now = Date.now();
+    let behind = false;
+    let sent = 0;
+    for (const session of this.sessions.values()) {
+      if (session.closed || !session.ready || session.version >= this.processed) continue;
+      behind = true;
+      if (session.advanceDueFor !== session.version) {
+        session.advanceDueFor = session.version;
+        const since = this.behind.behindSince(session.version) ?? now;
+        session.advanceDueMs =
+          since + EMPTY_ADVANCE_AFTER_MS + session.advanceOffsetMs * EMPTY_ADVANCE_SPREAD_MS;
+      }
+      if (session.advanceDueMs > now) continue;
+      this.sendDiff(session, this.processed, []);
+      if (++sent >= ADVANCE_PER_TICK) break;
+    }
+    // A stream behind for longer than this is due whatever it lacks.
+    this.behind.forgetBefore(now - 2 * (EMPTY_ADVANCE_AFTER_MS + EMPTY_ADVANCE_SPREAD_MS));
+    if (!behind && this.advanceTicker) {
+      clearInterval(this.advanceTicker);
+      this.advanceTicker = undefined;
+    }
   }
 
   /**
@@ -299,10 +339,12 @@ export class Hub {
           return;
         }
         session.forgetBefore(frame.version);
-        const coversChange =
-          frame.version >= session.changedAt && session.changedAt > session.acked;
+        // Waiters on this instance hear of the ack from the watch below; the database needs it
+        // at once only for a change another instance committed, whose waiter is there.
+        const urgent =
+          frame.version >= session.changedElsewhereAt && session.changedElsewhereAt > session.acked;
         session.acked = Math.max(session.acked, frame.version);
-        this.presence.acknowledged(session.workerId, frame.version, coversChange);
+        this.presence.acknowledged(session.workerId, frame.version, urgent);
         this.watch.acknowledged(session.workerId, frame.version);
         this.events.acknowledged?.(
           session.workerId,
@@ -440,7 +482,7 @@ export class Hub {
     this.stopped = true;
     if (this.pollTimer) clearInterval(this.pollTimer);
     if (this.removedTimer) clearInterval(this.removedTimer);
-    if (this.advanceTimer) clearTimeout(this.advanceTimer);
+    if (this.advanceTicker) clearInterval(this.advanceTicker);
     for (const session of this.sessions.values()) {
       session.close(CloseCode.GoingAway, "coordinator shutting down");
     }

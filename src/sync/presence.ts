@@ -4,8 +4,11 @@ import type { Logger } from "../logger.js";
 
 /** Acknowledgements someone may be waiting for (wait=applied on another instance). */
 const ACK_FLUSH_MS = 5;
-/** Acknowledgements of empty diffs, which only /status and metrics read. */
-const LAZY_ACK_FLUSH_MS = 1000;
+/**
+ * Other acknowledgements: of empty diffs, and of changes this instance committed (whose waiters
+ * are here, woken by the hub); only /status, GET /workers and metrics read them from the database.
+ */
+const LAZY_ACK_FLUSH_MS = 500;
 /** What was skipped because a routing commit held the worker's row is written again this soon. */
 const LOCKED_RETRY_MS = 20;
 
@@ -63,9 +66,10 @@ export class PresenceWriter {
   }
 
   /**
-   * Records an acknowledged version together with others: within milliseconds when it covers a
-   * change to the worker's table (a request may wait for it), else within a second, so that a
-   * fleet acknowledging empty diffs does not rewrite every worker's row several times a second.
+   * Records an acknowledged version together with others: within milliseconds when `urgent` (it
+   * covers a change a request on another instance may wait for), else within LAZY_ACK_FLUSH_MS,
+   * so that a fleet acknowledging a stream of changes is written a few hundred rows per statement
+   * a couple of times a second, not a statement per acknowledgement.
    */
   acknowledged(workerId: string, version: number, urgent = true): void {
     if ((this.applied.get(workerId) ?? -1) < version) this.applied.set(workerId, version);

@@ -18,10 +18,20 @@ export class WorkerSession {
   /** False until the first snapshot or diff went out; changes wait until then. */
   ready = false;
   readonly table = new Map<string, number>();
-  /** The version of the last frame that changed the worker's table (not an empty diff). */
-  changedAt = -1;
+  /**
+   * The version of the last frame that changed the worker's table with changes this instance did
+   * not commit itself (or a snapshot): someone may wait on another instance for its
+   * acknowledgement, so it is written to the database at once.
+   */
+  changedElsewhereAt = -1;
   /** The highest version the worker acknowledged on this stream. */
   acked = -1;
+  /** When this worker's empty diff is due for the version it holds (see Hub.advanceDue). */
+  advanceDueMs = 0;
+  /** The version `advanceDueMs` was worked out for. */
+  advanceDueFor = -1;
+  /** This worker's share of the empty-diff spread, so that the fleet's are not sent at once. */
+  readonly advanceOffsetMs = Math.random();
   private readonly digests = new Map<number, string>();
   /** The digest of `table` as it is now; undefined once the table changed. */
   private digest: string | undefined;
@@ -39,7 +49,7 @@ export class WorkerSession {
     this.table.clear();
     for (const r of routes) this.table.set(r.id, r.version);
     this.digest = undefined;
-    this.changedAt = version;
+    this.changedElsewhereAt = version;
     return {
       type: "snapshot",
       version,
@@ -50,15 +60,16 @@ export class WorkerSession {
 
   /**
    * The diff that takes this worker from its version to `to`, given the log entries in between
-   * for this worker (in version order; the last entry per route wins).
+   * for this worker (in version order; the last entry per route wins). `committedHere`: every one
+   * of those entries was committed by this instance.
    */
-  diff(to: number, entries: Iterable<LoggedEntry>): DiffFrame {
+  diff(to: number, entries: Iterable<LoggedEntry>, committedHere = false): DiffFrame {
     const { upserts, deletes } = lastChanges(entries, this.version);
     for (const r of upserts) this.table.set(r.id, r.version);
     for (const id of deletes) this.table.delete(id);
     const from = this.version;
     if (upserts.length > 0 || deletes.length > 0) {
-      this.changedAt = to;
+      if (!committedHere) this.changedElsewhereAt = to;
       this.digest = undefined;
     }
     return { type: "diff", from, to, upserts, deletes, digest: this.advance(to) };
@@ -73,7 +84,7 @@ export class WorkerSession {
     this.table.clear();
     for (const r of table) this.table.set(r.id, r.version);
     this.digest = undefined;
-    this.changedAt = to;
+    this.changedElsewhereAt = to;
     return { type: "diff", from: since, to, upserts, deletes, digest: this.advance(to) };
   }
 

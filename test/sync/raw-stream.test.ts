@@ -198,6 +198,28 @@ describe("frames the coordinator sends", () => {
     });
     expect(elapsed).toBeLessThan(1000);
   });
+
+  it("spreads a fleet's empty diffs over time instead of sending them together", async () => {
+    const busy = await registerWorker(h.registration);
+    const idle = await Promise.all(
+      Array.from({ length: 12 }, () => registerWorker(h.registration)),
+    );
+    const synced = await Promise.all(idle.map((w) => openSynced(w)));
+    const { version } = await createRoute(busy.worker.id);
+    const answeredAt = Date.now();
+    const arrivals = await Promise.all(
+      synced.map(async ({ stream, snapshot }) => {
+        const diff = await stream.expect("diff", 2000);
+        const at = Date.now() - answeredAt;
+        expect(diff).toMatchObject({ from: snapshot.version, to: version, upserts: [] });
+        return at;
+      }),
+    );
+    expect(Math.max(...arrivals)).toBeLessThan(1000);
+    // Each worker has its own share of a 300 ms spread; twelve sent together would arrive within
+    // a few milliseconds of each other.
+    expect(Math.max(...arrivals) - Math.min(...arrivals)).toBeGreaterThan(60);
+  });
 });
 
 describe("frames a worker sends", () => {
