@@ -8,7 +8,14 @@ import { fileURLToPath } from "node:url";
 import pg from "pg";
 import WebSocket from "ws";
 import { deferCleanup } from "./cleanup.js";
-import { BENCH_TOKENS, freePort, freshDatabase, request, sleep } from "./support.js";
+import {
+  BENCH_TOKENS,
+  START_NODE_FLAGS,
+  freePort,
+  freshDatabase,
+  request,
+  sleep,
+} from "./support.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
@@ -53,7 +60,8 @@ export async function startCoordinator(
 ): Promise<CoordinatorProcess> {
   const port = await freePort();
   const inspectPort = options.inspect ? await freePort() : undefined;
-  const nodeArgs = inspectPort ? [`--inspect=127.0.0.1:${inspectPort}`] : [];
+  const nodeArgs = [...START_NODE_FLAGS];
+  if (inspectPort) nodeArgs.push(`--inspect=127.0.0.1:${inspectPort}`);
   // BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", profiles the coordinator.
   nodeArgs.push(...(process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean));
   const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", "src/main.ts"], {
