@@ -25,11 +25,17 @@ import type { WorkerSession } from "./session.js";
  * the acknowledgements they draw) trickle out instead of leaving together, and every worker
  * still follows the global version within a second.
  */
-const EMPTY_ADVANCE_AFTER_MS = 550;
+const EMPTY_ADVANCE_AFTER_MS = 500;
 const EMPTY_ADVANCE_SPREAD_MS = 300;
-/** How often due empty diffs are looked for, and at most how many one look sends. */
+/** How often due empty diffs are looked for. */
 const ADVANCE_TICK_MS = 20;
-const ADVANCE_PER_TICK = 200;
+/**
+ * At most this many times a tick's share of the fleet (all of it spread over
+ * EMPTY_ADVANCE_SPREAD_MS) are sent in one tick, and never fewer than ADVANCE_MIN_PER_TICK: a
+ * backlog (after a pause of the event loop, say) drains over a few ticks, not in one.
+ */
+const ADVANCE_TICK_SHARES = 4;
+const ADVANCE_MIN_PER_TICK = 200;
 /** Streams pinged in one turn of the event loop (see inSlices). */
 const PACING_SLICE = 100;
 /** Streams whose first frame is read from the database together. */
@@ -167,7 +173,7 @@ export class Hub {
   private distribute(committedHere: boolean, head: number, entries: LoggedEntry[]): void {
     if (head <= this.processed) return;
     this.processed = head;
-    this.behind.processed(head, Date.now());
+    this.behind.processed(head, performance.now());
     const byWorker = new Map<string, LoggedEntry[]>();
     for (const e of entries) {
       const list = byWorker.get(e.worker_id);
@@ -216,7 +222,13 @@ export class Hub {
    * stops looking once no stream is behind.
    */
   private advanceDue(): void {
-    const now = Date.now();
+    const now = performance.now();
+    const limit = Math.max(
+      ADVANCE_MIN_PER_TICK,
+      Math.ceil(
+        (this.sessions.size * ADVANCE_TICK_SHARES * ADVANCE_TICK_MS) / EMPTY_ADVANCE_SPREAD_MS,
+      ),
+    );
     let behind = false;
     let sent = 0;
     for (const session of this.sessions.values()) {
@@ -226,11 +238,11 @@ export class Hub {
         session.advanceDueFor = session.version;
         const since = this.behind.behindSince(session.version) ?? now;
         session.advanceDueMs =
-          since + EMPTY_ADVANCE_AFTER_MS + session.advanceOffsetMs * EMPTY_ADVANCE_SPREAD_MS;
+          since + EMPTY_ADVANCE_AFTER_MS + session.advanceShare * EMPTY_ADVANCE_SPREAD_MS;
       }
       if (session.advanceDueMs > now) continue;
       this.sendDiff(session, this.processed, []);
-      if (++sent >= ADVANCE_PER_TICK) break;
+      if (++sent >= limit) break;
     }
     // A stream behind for longer than this is due whatever it lacks.
     this.behind.forgetBefore(now - 2 * (EMPTY_ADVANCE_AFTER_MS + EMPTY_ADVANCE_SPREAD_MS));
@@ -339,10 +351,13 @@ export class Hub {
           return;
         }
         session.forgetBefore(frame.version);
-        // Waiters on this instance hear of the ack from the watch below; the database needs it
-        // at once only for a change another instance committed, whose waiter is there.
+        // The database needs the ack at once for a change another instance committed (its
+        // waiters are there) and when a request here waits on this worker (so that whoever it
+        // answers reads the same applied_version); other acks are written in batches.
         const urgent =
-          frame.version >= session.changedElsewhereAt && session.changedElsewhereAt > session.acked;
+          (frame.version >= session.changedElsewhereAt &&
+            session.changedElsewhereAt > session.acked) ||
+          this.watch.awaited(session.workerId);
         session.acked = Math.max(session.acked, frame.version);
         this.presence.acknowledged(session.workerId, frame.version, urgent);
         this.watch.acknowledged(session.workerId, frame.version);

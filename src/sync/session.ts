@@ -20,18 +20,18 @@ export class WorkerSession {
   readonly table = new Map<string, number>();
   /**
    * The version of the last frame that changed the worker's table with changes this instance did
-   * not commit itself (or a snapshot): someone may wait on another instance for its
-   * acknowledgement, so it is written to the database at once.
+   * not commit itself (or a snapshot, or a resumed stream's first diff): someone may wait on
+   * another instance for its acknowledgement, so it is written to the database at once.
    */
   changedElsewhereAt = -1;
   /** The highest version the worker acknowledged on this stream. */
   acked = -1;
-  /** When this worker's empty diff is due for the version it holds (see Hub.advanceDue). */
+  /** When this worker's empty diff is due (performance.now()) for the version it holds. */
   advanceDueMs = 0;
   /** The version `advanceDueMs` was worked out for. */
   advanceDueFor = -1;
-  /** This worker's share of the empty-diff spread, so that the fleet's are not sent at once. */
-  readonly advanceOffsetMs = Math.random();
+  /** Where in the empty-diff spread this worker falls (0–1), so the fleet's are not sent at once. */
+  readonly advanceShare = Math.random();
   private readonly digests = new Map<number, string>();
   /** The digest of `table` as it is now; undefined once the table changed. */
   private digest: string | undefined;

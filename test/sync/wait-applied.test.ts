@@ -108,6 +108,24 @@ describe("?wait=applied", () => {
     expect(gone.body.deleted).toBe(2);
   });
 
+  it("has the acknowledgement it waited for in applied_version right after answering", async () => {
+    const w = await startWorker(a);
+    const created = await a.manager.post<RouteAnswer>(
+      "/routes?wait=applied",
+      routeBody({ worker_id: w.workerId }),
+    );
+    expect(created.status).toBe(201);
+    // Acknowledgements nobody waits for are written every 500 ms; one a request waited for is
+    // written within milliseconds, so a client reading the worker next sees what it waited for.
+    await waitFor(
+      async () =>
+        (await a.admin.get<{ applied_version: number }>(`/workers/${w.workerId}`)).body
+          .applied_version >= created.body.version,
+      250,
+      "applied_version",
+    );
+  });
+
   it("answers 202 with X-Propagation: pending and the success body when the worker's stream is away", async () => {
     const away = await registerWorker(a.registration, portWorker({ port_range: [30000, 30099] }));
     const connected = await startWorker(a);
