@@ -122,7 +122,6 @@ export class Hub {
       if (this.processed >= head) return;
       if (this.processed !== first - 1) return this.pump();
       this.distribute(
-        true,
         head,
         entries.map(({ version, entry }) => ({
           version,
@@ -163,14 +162,11 @@ export class Hub {
     if (head <= this.processed) return;
     const from = this.processed;
     const entries = this.sessions.size > 0 ? await readEntries(this.knex, from, head) : [];
-    this.distribute(false, head, entries);
+    this.distribute(head, entries);
   }
 
-  /**
-   * Sends the versions after `processed` up to `head`, given their entries in version order;
-   * `committedHere`: this instance committed all of them.
-   */
-  private distribute(committedHere: boolean, head: number, entries: LoggedEntry[]): void {
+  /** Sends the versions after `processed` up to `head`, given their entries in version order. */
+  private distribute(head: number, entries: LoggedEntry[]): void {
     if (head <= this.processed) return;
     this.processed = head;
     this.behind.processed(head, performance.now());
@@ -184,21 +180,14 @@ export class Hub {
     for (const [workerId, mine] of byWorker) {
       const session = this.sessions.get(workerId);
       if (!session || !session.ready || session.version >= head) continue;
-      if (mine.some((e) => e.version > session.version)) {
-        this.sendDiff(session, head, mine, committedHere);
-      }
+      if (mine.some((e) => e.version > session.version)) this.sendDiff(session, head, mine);
     }
     // The others learn the new version from an empty diff each (see advanceDue).
     this.startAdvancing();
   }
 
-  private sendDiff(
-    session: WorkerSession,
-    to: number,
-    entries: LoggedEntry[],
-    committedHere = false,
-  ): void {
-    const frame = session.diff(to, entries, committedHere);
+  private sendDiff(session: WorkerSession, to: number, entries: LoggedEntry[]): void {
+    const frame = session.diff(to, entries);
     if (session.send(JSON.stringify(frame))) this.events.frameSent?.("diff");
   }
 
@@ -351,15 +340,10 @@ export class Hub {
           return;
         }
         session.forgetBefore(frame.version);
-        // The database needs the ack at once for a change another instance committed (its
-        // waiters are there) and when a request here waits on this worker (so that whoever it
-        // answers reads the same applied_version); other acks are written in batches.
-        const urgent =
-          (frame.version >= session.changedElsewhereAt &&
-            session.changedElsewhereAt > session.acked) ||
-          this.watch.awaited(session.workerId);
+        const coversChange =
+          frame.version >= session.changedAt && session.changedAt > session.acked;
         session.acked = Math.max(session.acked, frame.version);
-        this.presence.acknowledged(session.workerId, frame.version, urgent);
+        this.presence.acknowledged(session.workerId, frame.version, coversChange);
         this.watch.acknowledged(session.workerId, frame.version);
         this.events.acknowledged?.(
           session.workerId,

@@ -5,8 +5,8 @@ import type { Logger } from "../logger.js";
 /** Acknowledgements someone may be waiting for (wait=applied on another instance). */
 const ACK_FLUSH_MS = 5;
 /**
- * Other acknowledgements: of empty diffs, and of changes this instance committed (whose waiters
- * are here, woken by the hub); only /status, GET /workers and metrics read them from the database.
+ * Acknowledgements of empty diffs, which only /status, GET /workers and metrics read: a fleet's
+ * trickle of them is written a few hundred rows per statement, twice a second.
  */
 const LAZY_ACK_FLUSH_MS = 500;
 /** What was skipped because a routing commit held the worker's row is written again this soon. */
@@ -67,9 +67,9 @@ export class PresenceWriter {
 
   /**
    * Records an acknowledged version together with others: within milliseconds when `urgent` (it
-   * covers a change a request on another instance may wait for), else within LAZY_ACK_FLUSH_MS,
-   * so that a fleet acknowledging a stream of changes is written a few hundred rows per statement
-   * a couple of times a second, not a statement per acknowledgement.
+   * covers a change to the worker's table, which a request may wait for), else within
+   * LAZY_ACK_FLUSH_MS, so that a fleet acknowledging empty diffs does not rewrite every worker's
+   * row several times a second.
    */
   acknowledged(workerId: string, version: number, urgent = true): void {
     if ((this.applied.get(workerId) ?? -1) < version) this.applied.set(workerId, version);

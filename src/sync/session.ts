@@ -18,12 +18,8 @@ export class WorkerSession {
   /** False until the first snapshot or diff went out; changes wait until then. */
   ready = false;
   readonly table = new Map<string, number>();
-  /**
-   * The version of the last frame that changed the worker's table with changes this instance did
-   * not commit itself (or a snapshot, or a resumed stream's first diff): someone may wait on
-   * another instance for its acknowledgement, so it is written to the database at once.
-   */
-  changedElsewhereAt = -1;
+  /** The version of the last frame that changed the worker's table (not an empty diff). */
+  changedAt = -1;
   /** The highest version the worker acknowledged on this stream. */
   acked = -1;
   /** When this worker's empty diff is due (performance.now()) for the version it holds. */
@@ -49,7 +45,7 @@ export class WorkerSession {
     this.table.clear();
     for (const r of routes) this.table.set(r.id, r.version);
     this.digest = undefined;
-    this.changedElsewhereAt = version;
+    this.changedAt = version;
     return {
       type: "snapshot",
       version,
@@ -60,16 +56,15 @@ export class WorkerSession {
 
   /**
    * The diff that takes this worker from its version to `to`, given the log entries in between
-   * for this worker (in version order; the last entry per route wins). `committedHere`: every one
-   * of those entries was committed by this instance.
+   * for this worker (in version order; the last entry per route wins).
    */
-  diff(to: number, entries: Iterable<LoggedEntry>, committedHere = false): DiffFrame {
+  diff(to: number, entries: Iterable<LoggedEntry>): DiffFrame {
     const { upserts, deletes } = lastChanges(entries, this.version);
     for (const r of upserts) this.table.set(r.id, r.version);
     for (const id of deletes) this.table.delete(id);
     const from = this.version;
     if (upserts.length > 0 || deletes.length > 0) {
-      if (!committedHere) this.changedElsewhereAt = to;
+      this.changedAt = to;
       this.digest = undefined;
     }
     return { type: "diff", from, to, upserts, deletes, digest: this.advance(to) };
@@ -84,7 +79,7 @@ export class WorkerSession {
     this.table.clear();
     for (const r of table) this.table.set(r.id, r.version);
     this.digest = undefined;
-    this.changedElsewhereAt = to;
+    this.changedAt = to;
     return { type: "diff", from: since, to, upserts, deletes, digest: this.advance(to) };
   }
 

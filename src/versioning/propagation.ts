@@ -39,11 +39,6 @@ export class PropagationWatch {
     if (listeners) for (const listener of [...listeners]) listener(workerId, version);
   }
 
-  /** Whether a request on this instance waits for this worker's acknowledgement. */
-  awaited(workerId: string): boolean {
-    return this.waiters.has(workerId);
-  }
-
   /** A removed worker's acknowledgements are no longer kept. */
   forget(workerId: string): void {
     this.ackedHere.delete(workerId);
