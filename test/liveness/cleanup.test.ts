@@ -195,6 +195,19 @@ describe("activity", () => {
       10_000,
       "the bystander at the head",
     );
+    // The earlier tests' workers too: each gets its empty diff at its own time, and none may be
+    // counted among the frames below.
+    await pollFor(
+      async () => {
+        const now = await getStatus(harness.admin);
+        const behind = now.workers_detail.filter((w) => w.connected && w.lag !== 0);
+        return now.routing.version === status.routing.version && behind.length === 0
+          ? now
+          : undefined;
+      },
+      10_000,
+      "every connected worker at the head",
+    );
     const framesBefore = await outFrames(harness.anonymous);
     const etagBefore = (await harness.admin.get(`/routes/${busy.id}`)).headers.get("etag");
     let bystanderFrames = 0;

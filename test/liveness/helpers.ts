@@ -30,6 +30,7 @@ export interface StatusView {
     stranded_routes: number;
   };
   workers: Record<string, number>;
+  workers_detail: Array<{ id: string; connected: boolean; lag: number }>;
 }
 
 /** A port-mode registration with a name of its own; the tests give each group its own label. */
