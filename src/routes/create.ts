@@ -68,11 +68,16 @@ function fail(
   return make(detail, [{ path, message: detail }]);
 }
 
+/** A create request with each route's request hash, worked out before it waits for the lock. */
+interface HashedRequest extends CreateRequest {
+  hashes: string[];
+}
+
 /** A create request as the committer runs it: scripted with the others waiting with it. */
-export function scriptedCreate(request: CreateRequest): Scripted<CreateRequest, CreateOutcome> {
+export function scriptedCreate(request: CreateRequest): Scripted<HashedRequest, CreateOutcome> {
   return {
     key: "routes.create",
-    input: request,
+    input: { ...request, hashes: request.inputs.map(requestHash) },
     creates: request.inputs.flatMap((i) => (i.id ? [i.id] : [])),
     start: (requests) => new CreateRun(requests),
   };
@@ -127,7 +132,7 @@ class CreatePlan {
   }
 
   /** Places one request's routes in memory; a failure undoes that request's bookings only. */
-  place(request: CreateRequest): Planned {
+  place(request: HashedRequest): Planned {
     const undo: Array<() => void> = [];
     try {
       return this.placeRequest(request, undo);
@@ -137,12 +142,12 @@ class CreatePlan {
     }
   }
 
-  private placeRequest({ inputs, batch }: CreateRequest, undo: Array<() => void>): Planned {
+  private placeRequest({ inputs, batch, hashes }: HashedRequest, undo: Array<() => void>): Planned {
     const items: Array<RouteView | undefined> = inputs.map(() => undefined);
     const placements: Placement[] = [];
     const seen = new Set<string>();
     inputs.forEach((input, index) => {
-      const hash = requestHash(input);
+      const hash = hashes[index]!;
       if (input.id) {
         if (seen.has(input.id)) {
           throw fail(conflict, `Route ${input.id} appears twice.`, at(index, batch, "id"));
@@ -420,7 +425,7 @@ class CreateRun implements ScriptedRun<CreateOutcome> {
   /** Whether the middle statements booked the asked ports already. */
   private askedBooked = false;
 
-  constructor(private readonly requests: CreateRequest[]) {}
+  constructor(private readonly requests: HashedRequest[]) {}
 
   reads(): Statement[] {
     const inputs = this.requests.flatMap((r) => r.inputs);
