@@ -1,8 +1,8 @@
 /**
- * When the hub processed each range of versions (on a monotonic clock): tells how long a worker holding a given version
- * has been behind, so that its empty diff can be timed from the first change it has not seen.
- * Ranges are kept in processing order (their heads ascend) and forgotten once older than the
- * longest wait that asks about them.
+ * When the hub processed each range of versions (on a monotonic clock): tells how long a worker
+ * holding a given version has been behind, so that its empty diff can be timed from the first
+ * change it has not seen. Ranges are kept in processing order (their heads ascend) and forgotten
+ * once older than the longest wait that asks about them.
  */
 export class BehindClock {
   private readonly heads: number[] = [];

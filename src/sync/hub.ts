@@ -12,10 +12,10 @@ import {
   type LoggedEntry,
   type WorkerView,
 } from "./changelog.js";
+import { BehindClock } from "./behind-clock.js";
 import { CloseCode, FrameError } from "./close-codes.js";
 import { STREAM_PROTOCOL, type InboundFrame } from "./frames.js";
 import type { PresenceWriter } from "./presence.js";
-import { BehindClock } from "./behind-clock.js";
 import { inSlices } from "./pacing.js";
 import type { WorkerSession } from "./session.js";
 
