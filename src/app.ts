@@ -3,6 +3,7 @@ import type { Knex } from "knex";
 import type { TokenRegistry } from "./auth/tokens.js";
 import { isReady } from "./db/database.js";
 import { errorHandler, unknownPath } from "./http/problem.js";
+import { parseQuery } from "./http/query.js";
 import { requestLog } from "./http/request-log.js";
 import type { Logger } from "./logger.js";
 import { healthRouter } from "./ops/health-router.js";
@@ -25,6 +26,8 @@ export interface AppDeps {
   /** Extra routers (status, metrics, OpenAPI) mounted before the 404 fallback. */
   extraRouters?: Router[];
   observeRequest?: (method: string, route: string, status: number, seconds: number) => void;
+  /** The routing version this instance knows of, for the answers to mutations that failed. */
+  knownVersion?: () => number;
 }
 
 /** The HTTP app, not listening: tests and several instances start it on port 0. */
@@ -32,7 +35,7 @@ export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
-  app.set("query parser", "simple");
+  app.set("query parser", parseQuery);
   app.use(requestLog(deps.logger, deps.observeRequest));
   // The Manager's and the workers' paths first: the busiest, and every router a request walks
   // past costs it a match per layer. No path is served by two routers, so order is free.
@@ -54,6 +57,6 @@ export function createApp(deps: AppDeps): Express {
   app.use(healthRouter({ ready: async () => deps.accepting() && (await isReady(deps.knex)) }));
   for (const router of deps.extraRouters ?? []) app.use(router);
   app.use(unknownPath);
-  app.use(errorHandler(deps.logger));
+  app.use(errorHandler(deps.logger, deps.knownVersion));
   return app;
 }

@@ -148,6 +148,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
         publicStatus: config.publicStatus,
       }),
     ],
+    knownVersion: () => hub.knownHead(),
     observeRequest: (method, route, status, seconds) =>
       metrics.httpDuration.observe({ method, route, status: String(status) }, seconds),
   });

@@ -6,6 +6,9 @@ export interface FieldProblem {
 
 /** An error that the HTTP layer turns into an RFC 9457 problem+json answer. */
 export class AppError extends Error {
+  /** The routing version when the change was refused under the routing lock, where it was. */
+  routingVersion: number | undefined;
+
   constructor(
     readonly status: number,
     readonly code: string,

@@ -25,12 +25,26 @@ function isPlainUtf8(req: Request): boolean {
 /** JSON.parse under body-parser's strict rule: an object or an array, or an empty body. */
 function parseStrict(text: string): unknown {
   if (text.length === 0) return {};
-  const first = /^[ \t\n\r]*(.)/.exec(text)?.[1];
-  if (first !== "{" && first !== "[") throw badRequest("The body is not valid JSON.");
+  let value: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    value = JSON.parse(text);
   } catch {
     throw badRequest("The body is not valid JSON.");
+  }
+  if (typeof value !== "object" || value === null) {
+    throw badRequest("The body must be a JSON object, not a bare value.");
+  }
+  return value;
+}
+
+/** UTF-8 that refuses broken byte sequences instead of turning them into U+FFFD; drops a BOM. */
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+function decodeUtf8(bytes: Buffer): string {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw badRequest("The body is not valid UTF-8.");
   }
 }
 
@@ -61,10 +75,8 @@ function readPlain(req: Request, done: (error?: AppError) => void): void {
   req.on("data", onData);
   req.once("end", () => {
     if (failure) return finish(failure);
-    let text = Buffer.concat(chunks, received).toString("utf8");
-    if (text.charCodeAt(0) === 0xfeff) text = text.slice(1); // a byte order mark, as iconv drops it
     try {
-      req.body = parseStrict(text);
+      req.body = parseStrict(decodeUtf8(Buffer.concat(chunks, received)));
     } catch (error) {
       return finish(error as AppError);
     }

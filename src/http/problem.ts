@@ -50,11 +50,30 @@ function fromBodyParser(error: unknown): AppError | undefined {
   return undefined;
 }
 
-/** The one place errors become answers: known ones as problems, anything else as a bare 500. */
-export function errorHandler(logger: Logger): ErrorRequestHandler {
+/** The router's refusal of a path parameter that is not valid percent-encoding (`%zz`). */
+function fromRouter(error: unknown): AppError | undefined {
+  if (!(error instanceof URIError) || (error as { status?: unknown }).status !== 400) {
+    return undefined;
+  }
+  return badRequest("The path is not valid percent-encoded UTF-8.");
+}
+
+const MUTATING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+
+/**
+ * The one place errors become answers: known ones as problems, anything else as a bare 500. An
+ * answer to a mutation carries `X-Routing-Version` also when it failed, a version the refused
+ * change did not alter: the one it was refused at under the routing lock, else the newest this
+ * instance knows of (`knownVersion`).
+ */
+export function errorHandler(logger: Logger, knownVersion?: () => number): ErrorRequestHandler {
   return (error: unknown, req, res, next) => {
     if (res.headersSent) return next(error);
-    const known = fromBodyParser(error) ?? translateDatabaseError(error);
+    const known = fromBodyParser(error) ?? fromRouter(error) ?? translateDatabaseError(error);
+    if (knownVersion && MUTATING.has(req.method) && !res.hasHeader("X-Routing-Version")) {
+      const version = (isAppError(known) ? known.routingVersion : undefined) ?? knownVersion();
+      if (version >= 0) res.setHeader("X-Routing-Version", String(version));
+    }
     if (isAppError(known)) {
       if (known.status >= 500) {
         logger.warn("request failed", { request_id: res.locals.requestId, detail: known.message });

@@ -6,12 +6,16 @@ import { presentRoute, type RouteRow, type RouteView, type UrlWorker } from "./m
 import { routesByIdsStatement, splitWorker, updateRoutesStatement } from "./repository.js";
 import type { RoutePatch } from "./schema.js";
 
-/** `If-Match` as sent, or undefined. Accepts `*`, a list, and weak tags. */
+/** `If-Match` as sent, or undefined: `*` or a list of entity tags. */
 export type IfMatch = string | undefined;
 
+/**
+ * RFC 9110's strong comparison, which If-Match requires: a route's ETag is strong, so a weak
+ * tag (`W/"42"`) never matches it.
+ */
 export function checkIfMatch(ifMatch: IfMatch, version: number): void {
   if (ifMatch === undefined) return;
-  const tags = ifMatch.split(",").map((t) => t.trim().replace(/^W\//, ""));
+  const tags = ifMatch.split(",").map((t) => t.trim());
   if (tags.includes("*") || tags.includes(`"${version}"`)) return;
   throw preconditionFailed(`If-Match does not match the route's ETag "${version}".`);
 }

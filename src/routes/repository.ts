@@ -94,8 +94,9 @@ export async function listRoutes(
     const value = q[key];
     if (value !== undefined) void query.where(`r.${key}`, value as string);
   }
-  if (labels.length > 0) {
-    void query.whereRaw("r.labels @> ?::jsonb", [JSON.stringify(Object.fromEntries(labels))]);
+  // Every `label=key:value` must hold: two values for one key match no route.
+  for (const [key, value] of labels) {
+    void query.whereRaw("r.labels @> ?::jsonb", [JSON.stringify({ [key]: value })]);
   }
   if (q.inactive_since) {
     void query.whereRaw("COALESCE(r.last_activity_at, r.created_at) < ?", [q.inactive_since]);

@@ -66,6 +66,8 @@ export class Hub {
   private processed = -1;
   /** The highest version this instance committed itself (its entries come without a read). */
   private committedHere = -1;
+  /** The highest head another instance's notification named. */
+  private heard = -1;
   private queue: Promise<void> = Promise.resolve();
   private pumpQueued = false;
   private advanceTicker: NodeJS.Timeout | undefined;
@@ -134,11 +136,17 @@ export class Hub {
     });
   }
 
+  /** The newest routing version this instance knows of, read, committed or notified. */
+  knownHead(): number {
+    return Math.max(this.processed, this.committedHere, this.heard);
+  }
+
   /**
    * Something may have committed: read the log's head soon (coalesced). `head`, when known (a
    * NOTIFY names it), skips the read for versions this instance committed and sends itself.
    */
   wake(head?: number): void {
+    if (head !== undefined) this.heard = Math.max(this.heard, head);
     if (head !== undefined && head <= Math.max(this.processed, this.committedHere)) return;
     if (this.pumpQueued || this.stopped) return;
     this.pumpQueued = true;

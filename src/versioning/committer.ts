@@ -1,5 +1,6 @@
 import type { Knex } from "knex";
 import { Channel, routingPayload } from "../db/channels.js";
+import { isAppError } from "../errors.js";
 import { isConnectionError, translateDatabaseError } from "../db/pg-errors.js";
 import { Prepared, runCall, type Call, type Statement } from "../db/prepared.js";
 import { json, ScriptSession, type Row } from "../db/script.js";
@@ -342,7 +343,12 @@ function outcomeOf(
 }
 
 function settle(item: Pending, o: Outcome): void {
-  if (!o.ok) return item.reject(translateDatabaseError(o.error));
+  if (!o.ok) {
+    const error = translateDatabaseError(o.error);
+    // Refused under the lock: the version it saw is exact, for the answer's X-Routing-Version.
+    if (isAppError(error)) error.routingVersion ??= o.version;
+    return item.reject(error);
+  }
   item.resolve({
     result: o.value,
     version: o.version,

@@ -17,7 +17,11 @@ export const registerSchema = Joi.object({
   frontend_mode: Joi.string().valid("port", "wildcard").required(),
   port_range: Joi.when("frontend_mode", {
     is: "port",
-    then: Joi.array().ordered(tcpPort.required(), tcpPort.required()).length(2).required(),
+    // Two items exactly: `ordered` refuses a third, `required` a missing one.
+    then: Joi.array().ordered(tcpPort.required(), tcpPort.required()).required().messages({
+      "array.orderedLength": "must be two ports, [first, last]",
+      "array.includesRequiredUnknowns": "must be two ports, [first, last]",
+    }),
     otherwise: Joi.valid(null).default(null),
   }).custom((value: unknown, helpers) => {
     if (Array.isArray(value) && (value[0] as number) > (value[1] as number)) {

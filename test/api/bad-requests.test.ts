@@ -1036,6 +1036,14 @@ const rows: Row[] = [
 
   // POST /routes: refused by the state of the table.
   {
+    name: "route: a port taken on every worker that could serve it, unpinned",
+    method: "POST",
+    path: "/routes",
+    body: (s: Seed) => newRoute({ port: s.route.port }),
+    status: 409,
+    paths: ["port"],
+  },
+  {
     name: "route: a port taken on the pinned worker",
     method: "POST",
     path: "/routes",
@@ -1379,6 +1387,14 @@ const rows: Row[] = [
     status: 412,
   },
   {
+    name: "patch route: If-Match with the route's ETag as a weak tag (strong comparison)",
+    method: "PATCH",
+    path: route,
+    body: { open_to_public: true },
+    headers: (s) => ({ "if-match": `W/"${s.route.version}"` }),
+    status: 412,
+  },
+  {
     name: "patch route: If-Match that is no ETag",
     method: "PATCH",
     path: route,
@@ -1569,6 +1585,47 @@ const rows: Row[] = [
     status: 409,
   },
 
+  // Paths, queries and bodies that are not what they claim to be.
+  {
+    name: "GET /routes/{id}: a path that is not valid percent-encoded UTF-8",
+    method: "GET",
+    path: "/routes/%E0%A4%A",
+    as: "admin",
+    status: 400,
+  },
+  {
+    name: "drain: a worker id with a broken percent-escape",
+    method: "POST",
+    path: "/workers/%zz/drain",
+    status: 400,
+  },
+  {
+    name: "DELETE /routes: a session_id that is not valid percent-encoded UTF-8",
+    method: "DELETE",
+    path: "/routes?session_id=%E0%A4%A",
+    status: 400,
+  },
+  {
+    name: "GET /routes: a filter with a broken percent-escape",
+    method: "GET",
+    path: "/routes?app=%zz",
+    status: 400,
+  },
+  {
+    name: "POST /routes: the body null",
+    method: "POST",
+    path: "/routes",
+    raw: "null",
+    status: 400,
+  },
+  {
+    name: "POST /routes/batch: the body a JSON string",
+    method: "POST",
+    path: "/routes/batch",
+    raw: '"routes"',
+    status: 400,
+  },
+
   // Paths that do not exist.
   { name: "an unknown path", method: "GET", path: "/nowhere", as: "none", status: 404 },
   {
@@ -1713,6 +1770,10 @@ describe("bad requests", () => {
       for (const p of row.paths) expect(named, `errors should name ${p}`).toContain(p);
     } else if (row.status === 400 && problem.errors !== undefined) {
       expect(Array.isArray(problem.errors)).toBe(true);
+    }
+    if (row.method !== "GET") {
+      // Also a refused mutation says which version it saw (checked against the database below).
+      expect(res.headers.get("x-routing-version")).toMatch(/^\d+$/);
     }
     if (row.status === 401) expect(res.headers.get("www-authenticate")).toMatch(/^Bearer\b/);
     if (row.status === 503) expect(res.headers.get("retry-after")).toBeTruthy();

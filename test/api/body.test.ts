@@ -77,6 +77,37 @@ describe("request bodies", () => {
     expect(JSON.parse(res.body)).toMatchObject({ labels: { owner: "Zoë 東京" } });
   });
 
+  it("refuses a body that is not valid UTF-8 with 400, and changes nothing", async () => {
+    const before = await version();
+    const text = JSON.stringify(routeBody({ session_id: "SESSION" }));
+    const [head, tail] = text.split("SESSION") as [string, string];
+    // 0xff never occurs in UTF-8; 0xe0 0xa4 starts a three-byte sequence that is cut short.
+    for (const broken of [
+      [0xff, 0xfe],
+      [0xe0, 0xa4, 0x41],
+    ]) {
+      const body = Buffer.concat([Buffer.from(head), Buffer.from(broken), Buffer.from(tail)]);
+      const res = await send(body);
+      expect(res.status, res.body).toBe(400);
+      expect(res.contentType).toMatch(/^application\/problem\+json/);
+      expect(JSON.parse(res.body)).toMatchObject({
+        status: 400,
+        detail: expect.stringMatching(/UTF-8/),
+      });
+    }
+    expect(await version()).toBe(before);
+  });
+
+  it("says a JSON value that is not an object or array is not a body, rather than not JSON", async () => {
+    for (const text of ["null", '"x"', "42"]) {
+      const res = await send(Buffer.from(text));
+      expect(res.status).toBe(400);
+      expect(JSON.parse(res.body)).toMatchObject({ detail: expect.stringMatching(/JSON object/) });
+    }
+    const broken = await send(Buffer.from('{"a": '));
+    expect(JSON.parse(broken.body)).toMatchObject({ detail: "The body is not valid JSON." });
+  });
+
   it("inflates a gzip-compressed body", async () => {
     const res = await send(gzipSync(json(routeBody({ session_id: "gzipped" }))), {
       "content-encoding": "gzip",

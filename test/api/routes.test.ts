@@ -98,7 +98,10 @@ describe("reading, patching and deleting routes", () => {
     for (let i = 0; i < 5; i++) {
       const r = await h.manager.post(
         "/routes",
-        routeBody({ session_id: session, labels: { i: String(i % 2) } }),
+        routeBody({
+          session_id: session,
+          labels: { i: String(i % 2), odd: i % 2 ? "yes" : "no", n: String(i) },
+        }),
       );
       expect(r.status).toBe(201);
     }
@@ -116,6 +119,15 @@ describe("reading, patching and deleting routes", () => {
       `/routes?session_id=${session}&label=i:1`,
     );
     expect(labelled.body.items).toHaveLength(2);
+    // Repeated label filters must all hold: narrowing, and two values of one key match nothing.
+    const count = async (labels: string) =>
+      (await h.manager.get<{ items: RouteAnswer[] }>(`/routes?session_id=${session}&${labels}`))
+        .body.items.length;
+    expect(await count("label=i:1&label=odd:yes")).toBe(2);
+    expect(await count("label=i:1&label=n:3")).toBe(1);
+    expect(await count("label=n:3&label=i:1")).toBe(1);
+    expect(await count("label=i:0&label=i:1")).toBe(0);
+    expect(await count("label=i:1&label=i:0")).toBe(0);
   });
 
   it("patches with If-Match and answers 412 on a stale ETag", async () => {

@@ -208,7 +208,9 @@ describe("versions with two instances on one database", () => {
     }
     for (const f of failures) {
       expect(f.status, `${f.what} in chain ${f.chain}`).toBe(f.expected);
-      expect(f.routingVersion).toBeNull();
+      // The version the refusal saw: one the successes made, not one of its own.
+      expect(f.routingVersion).toMatch(/^\d+$/);
+      expect(Number(f.routingVersion)).toBeLessThanOrEqual(TOTAL);
       expect(f.contentType).toMatch(/^application\/problem\+json/);
     }
     expect(await headVersion()).toBe(TOTAL);
@@ -318,17 +320,20 @@ describe("versions with two instances on one database", () => {
 
     const taken = await b.post("/routes", routeBody({ worker_id: portW.worker.id, port }));
     expect(taken.status).toBe(409);
-    expect(taken.headers.get("x-routing-version")).toBeNull();
+    // Refused under the routing lock on the other instance: the version it saw there, exactly.
+    expect(taken.headers.get("x-routing-version")).toBe(String(head + 1));
     const badBatch = await a.post("/routes/batch", {
       routes: [routeBody(), routeBody({ worker_id: portW.worker.id, port })],
     });
     expect(badBatch.status).toBe(409);
+    expect(badBatch.headers.get("x-routing-version")).toBe(String(head + 1));
     const stale = await b.patch(
       `/routes/${first.body.id}`,
       { open_to_public: true },
       { "if-match": `"${head}"` },
     );
     expect(stale.status).toBe(412);
+    expect(stale.headers.get("x-routing-version")).toBe(String(head + 1));
 
     const second = await b.patch<RouteAnswer>(
       `/routes/${first.body.id}`,
