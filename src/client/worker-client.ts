@@ -1,6 +1,10 @@
 import { EventEmitter } from "node:events";
 import WebSocket from "ws";
-import { ActivityBuffer } from "./activity.js";
+import {
+  ACTIVITY_FRAME_BUDGET_BYTES,
+  ACTIVITY_FRAME_MAX_ROUTES,
+  ActivityBuffer,
+} from "./activity.js";
 import { fullJitterDelay } from "./backoff.js";
 import { StreamCloseCode } from "./close-codes.js";
 import { streamUrl } from "./endpoints.js";
@@ -212,9 +216,9 @@ export class WorkerClient extends EventEmitter<WorkerClientEvents> {
   }
 
   /**
-   * Records traffic on a route. Reports are merged (latest time per route) and sent as one
-   * `activity` frame at most every `activityIntervalMs`; while disconnected they wait. Throws a
-   * RangeError on an invalid date.
+   * Records traffic on a route. Reports are merged (latest time per route) and sent at most every
+   * `activityIntervalMs`, as one `activity` frame or, past ACTIVITY_FRAME_MAX_ROUTES routes or
+   * ACTIVITY_FRAME_BUDGET_BYTES of JSON, several in a row; while disconnected they wait. Throws a RangeError on an invalid date.
    */
   reportActivity(routeId: string, at: Date = new Date()): void {
     if (this.#stopped) return;
@@ -500,9 +504,19 @@ export class WorkerClient extends EventEmitter<WorkerClientEvents> {
     );
   }
 
+  /**
+   * Sends all pending activity, in as many frames as the coordinator's frame size limit asks for.
+   * Entries leave the buffer only as their frame is sent: should the socket close mid-flush, the
+   * rest waits for the next stream.
+   */
   #flushActivity(socket: WebSocket): void {
     if (this.#activity.size === 0 || socket.readyState !== WebSocket.OPEN) return;
-    this.#send(socket, { type: "activity", routes: this.#activity.take() });
+    while (this.#activity.size > 0 && socket.readyState === WebSocket.OPEN) {
+      this.#send(socket, {
+        type: "activity",
+        routes: this.#activity.take(ACTIVITY_FRAME_BUDGET_BYTES, ACTIVITY_FRAME_MAX_ROUTES),
+      });
+    }
     this.#lastActivitySentAt = Date.now();
   }
 

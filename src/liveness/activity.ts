@@ -19,10 +19,16 @@ export class ActivityRecorder {
     private readonly logger: Logger,
   ) {}
 
+  /**
+   * A time after the report's arrival is taken as its arrival: traffic cannot be newer than the
+   * report of it, and a worker whose clock runs ahead must not hide a route from idle culling.
+   */
   report(workerId: string, routes: Record<string, string>): void {
+    const received = new Date();
     for (const [routeId, time] of Object.entries(routes)) {
-      const at = new Date(time);
+      let at = new Date(time);
       if (Number.isNaN(at.getTime())) continue;
+      if (at > received) at = received;
       const known = this.pending.get(routeId);
       if (!known || known.at < at) this.pending.set(routeId, { workerId, at });
     }

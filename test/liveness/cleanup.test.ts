@@ -217,7 +217,7 @@ describe("activity", () => {
 
     await waitFor(() => Date.now() > Date.parse(String(busy.created_at)), 1000, "a later ms");
     const t1 = new Date();
-    const trafficAt = new Date(Date.now() + 1);
+    const trafficAt = new Date(); // not before t1; not ahead of the coordinator's clock either
     reporter.reportActivity(busy.id, trafficAt);
     const seen = await pollFor(
       async () => {
@@ -249,6 +249,31 @@ describe("activity", () => {
     expect(await inactive(t1)).toEqual([idle.id]);
     expect(await inactive(t0)).toEqual([]);
     expect(await inactive(new Date(trafficAt.getTime() + 1))).toEqual([idle.id, busy.id].sort());
+  });
+
+  it("reported ahead of the coordinator's clock counts from the report's arrival", async () => {
+    const reporter = await clients.connect(harness.admin, portRegistration("skewed"));
+    const { route } = await createRoute(
+      harness.manager,
+      routeInput({ worker_id: reporter.workerId }),
+    );
+    const sent = Date.now();
+    reporter.reportActivity(route.id, new Date(sent + 3_600_000));
+    const seen = await pollFor(
+      async () => {
+        const r = await getRoute(harness.admin, route.id);
+        return r.last_activity_at === null ? undefined : Date.parse(String(r.last_activity_at));
+      },
+      10_000,
+      "last_activity_at to be recorded",
+    );
+    expect(seen).toBeGreaterThanOrEqual(sent);
+    expect(seen).toBeLessThanOrEqual(Date.now());
+    // So an hour later, idle culling would see it: inactive since a minute from now.
+    const res = await harness.admin.get<{ items: Array<{ id: string }> }>(
+      `/routes?worker_id=${reporter.workerId}&inactive_since=${encodeURIComponent(new Date(Date.now() + 60_000).toISOString())}`,
+    );
+    expect(res.body.items.map((r) => r.id)).toEqual([route.id]);
   });
 
   it("of a route another worker serves is not recorded", async () => {
