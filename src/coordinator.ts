@@ -88,7 +88,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
   });
   const listener = new NotificationListener(
     database,
-    [Channel.Routing, Channel.Streams, Channel.WorkerRemoved],
+    [Channel.Routing, Channel.Streams, Channel.WorkerRemoved, Channel.WorkerReaddressed],
     (channel, payload) => {
       if (channel === Channel.Routing) {
         // "head origin": a commit of this instance reached the hub through onCommit already
@@ -96,6 +96,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
         const { head, origin } = parseRoutingPayload(payload);
         if (origin !== instanceId) hub.wake(head);
       } else if (channel === Channel.WorkerRemoved) hub.removed(payload);
+      else if (channel === Channel.WorkerReaddressed) hub.readdressed(payload);
       else if (channel === Channel.Streams) {
         const [workerId, otherInstance, at] = payload.split(" ");
         if (workerId && otherInstance) hub.replacedElsewhere(workerId, otherInstance, Number(at));

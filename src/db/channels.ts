@@ -6,6 +6,8 @@ export const Channel = {
   Streams: "appproxy_streams",
   /** Payload: a removed worker's id. */
   WorkerRemoved: "appproxy_worker_removed",
+  /** Payload: the id of a worker registered again with another address: its routes' URLs moved. */
+  WorkerReaddressed: "appproxy_worker_readdressed",
 } as const;
 
 /** The new head and the instance that committed it, as the Routing channel carries them. */

@@ -441,6 +441,16 @@ export class Hub {
       ?.closeWith(CloseCode.WorkerRemoved, FrameError.WorkerRemoved, "worker was removed");
   }
 
+  /**
+   * The worker registered again with another address: its routes' URLs changed without a new
+   * version, so a diff would not carry them. Its stream, if this instance holds it, gets a snapshot.
+   */
+  readdressed(workerId: string): void {
+    const session = this.sessions.get(workerId);
+    if (!session || session.closed || !session.ready) return;
+    void this.enqueue(() => this.resync(session));
+  }
+
   /** Closes the streams of workers that no longer exist, as a missed removal notice would have. */
   private async closeRemoved(): Promise<void> {
     const ids = [...this.sessions.keys()];

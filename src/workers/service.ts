@@ -36,6 +36,15 @@ function addressChanged(w: WorkerRow, r: Registration): boolean {
   );
 }
 
+/** Whether registering `r` changes the URL of the routes `w` holds (not their placement). */
+function urlChanged(w: WorkerRow, r: Registration): boolean {
+  return (
+    w.advertised_host !== r.advertised_host ||
+    w.tls !== r.tls ||
+    (w.wildcard_traffic_port ?? null) !== (r.wildcard_traffic_port ?? null)
+  );
+}
+
 /** The status a worker returns to when it comes back or is undrained. */
 function activeStatus(w: WorkerRow): WorkerStatus {
   return w.connected_instance !== null ? "alive" : "registered";
@@ -70,6 +79,11 @@ export class WorkerService {
         const status: WorkerStatus = known.status === "draining" ? "draining" : activeStatus(known);
         row = await updateRegistration(tx, known.id, r, status, now);
         if (moved) await resetFreePorts(tx, row.id, r.port_range);
+        if (known.route_count > 0 && urlChanged(known, r)) {
+          // Delivered at commit: the instance holding the worker's stream sends it a snapshot,
+          // whose routes carry the new URLs (no routing version: placement did not change).
+          await tx.raw("SELECT pg_notify(?, ?)", [Channel.WorkerReaddressed, row.id]);
+        }
       }
       const head = await tx("routing_state").where({ id: 1 }).first("version");
       const routes = await findRoutesOfWorker(tx, row.id);

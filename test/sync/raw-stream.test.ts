@@ -264,6 +264,34 @@ describe("frames a worker sends", () => {
     });
   });
 
+  it("sends a snapshot with the new URLs when the worker registers again with another address", async () => {
+    const registration = portWorker();
+    const w = await registerWorker(h.registration, registration);
+    const { stream } = await openSynced(w);
+    const first = await createRoute(w.worker.id);
+    await stream.expect("diff");
+    // The same registration again changes no URL: the next frame is the next change's diff.
+    await registerWorker(h.registration, registration);
+    const second = await createRoute(w.worker.id);
+    expect(await stream.next()).toMatchObject({ type: "diff", to: second.version });
+
+    await registerWorker(h.registration, {
+      ...registration,
+      advertised_host: "proxy-7.example.com",
+      tls: true,
+    });
+    const snapshot = await stream.expect("snapshot");
+    // No routing version: placement did not change, so neither do versions nor the digest.
+    expect(snapshot.version).toBe(second.version);
+    expect(snapshot.digest).toBe(expectedDigest([first.route, second.route]));
+    const byId = (a: RouteAnswer, b: RouteAnswer) => a.id.localeCompare(b.id);
+    const routes = (snapshot.routes as RouteAnswer[]).sort(byId);
+    expect(routes.map((r) => r.url)).toEqual(
+      routes.map((r) => `https://proxy-7.example.com:${String(r.port)}/`),
+    );
+    expect(routes).toEqual((await routesOfWorker<RouteAnswer>(h.admin, w.worker.id)).sort(byId));
+  });
+
   it("records a nack as last_nack and does not resend the version", async () => {
     const w = await registerWorker(h.registration);
     const { stream } = await openSynced(w);

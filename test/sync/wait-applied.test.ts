@@ -213,3 +213,31 @@ describe("?wait=applied", () => {
     expect(other.status).toBe(201);
   });
 });
+
+describe("a worker registered again with another address", () => {
+  it("has the new URLs pushed to its stream on the other instance, without a new version", async () => {
+    const onB = await startWorker(b);
+    const created = await a.manager.post<RouteAnswer>(
+      "/routes?wait=applied&timeout_ms=10000",
+      routeBody({ worker_id: onB.workerId }),
+    );
+    expect(created.status).toBe(201);
+    const worker = await a.admin.get<Record<string, unknown>>(`/workers/${onB.workerId}`);
+    const again = await a.registration.post("/workers/register", {
+      name: worker.body.name,
+      advertised_host: "proxy-9.example.com",
+      frontend_mode: "port",
+      port_range: worker.body.port_range,
+      protocols: worker.body.protocols,
+    });
+    expect(again.status).toBe(200);
+    expect(again.headers.get("x-routing-version")).toBe(String(created.body.version));
+    await waitFor(
+      () => onB.table.get(created.body.id)?.url.startsWith("http://proxy-9.example.com:"),
+      10_000,
+      "the new URL in the worker's table",
+    );
+    expect(onB.table.version).toBe(created.body.version);
+    expect(onB.table.get(created.body.id)?.version).toBe(created.body.version);
+  });
+});
