@@ -88,7 +88,15 @@ function readPlain(req: Request, done: (error?: AppError) => void): void {
 
 /** A request with a body must say it is JSON (415 otherwise); bodies over 1 MiB are refused. */
 export function jsonBody(): RequestHandler {
-  const general = express.json({ limit: BODY_LIMIT_BYTES, strict: true, type: () => true });
+  const general = express.json({
+    limit: BODY_LIMIT_BYTES,
+    strict: true,
+    type: () => true,
+    // Inflated bodies too: broken UTF-8 is refused, not read as U+FFFD.
+    verify: (_req, _res, bytes, encoding) => {
+      if (/^utf-?8$/i.test(encoding)) utf8.decode(bytes);
+    },
+  });
   return (req, res, next) => {
     if (!hasBody(req)) return general(req, res, next);
     if (!isJson(req.headers["content-type"])) {

@@ -42,6 +42,8 @@ function fromBodyParser(error: unknown): AppError | undefined {
   const { type } = error as BodyParserError;
   if (type === "entity.too.large") return payloadTooLarge("The body is larger than 1 MiB.");
   if (type === "entity.parse.failed") return badRequest("The body is not valid JSON.");
+  // body.ts's only verify hook refuses UTF-8 that does not decode.
+  if (type === "entity.verify.failed") return badRequest("The body is not valid UTF-8.");
   if (type === "encoding.unsupported" || type === "charset.unsupported") {
     return unsupportedMediaType("The body's encoding or charset is not supported.");
   }
@@ -70,7 +72,15 @@ export function errorHandler(logger: Logger, knownVersion?: () => number): Error
   return (error: unknown, req, res, next) => {
     if (res.headersSent) return next(error);
     const known = fromBodyParser(error) ?? fromRouter(error) ?? translateDatabaseError(error);
-    if (knownVersion && MUTATING.has(req.method) && !res.hasHeader("X-Routing-Version")) {
+    // Only to callers of a mutation the app serves who may call it (not for 401, 403 or 404).
+    const authorised = !isAppError(known) || (known.status !== 401 && known.status !== 403);
+    if (
+      knownVersion &&
+      MUTATING.has(req.method) &&
+      req.route !== undefined &&
+      authorised &&
+      !res.hasHeader("X-Routing-Version")
+    ) {
       const version = (isAppError(known) ? known.routingVersion : undefined) ?? knownVersion();
       if (version >= 0) res.setHeader("X-Routing-Version", String(version));
     }

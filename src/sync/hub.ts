@@ -447,8 +447,12 @@ export class Hub {
    */
   readdressed(workerId: string): void {
     const session = this.sessions.get(workerId);
-    if (!session || session.closed || !session.ready) return;
-    void this.enqueue(() => this.resync(session));
+    if (!session || session.closed || this.stopped) return;
+    // Checked in turn, not now: a first frame read before the new address may still be on its
+    // way, and the snapshot must come after it.
+    void this.enqueue(async () => {
+      if (session.ready) await this.resync(session);
+    });
   }
 
   /** Closes the streams of workers that no longer exist, as a missed removal notice would have. */

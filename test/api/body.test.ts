@@ -95,6 +95,12 @@ describe("request bodies", () => {
         detail: expect.stringMatching(/UTF-8/),
       });
     }
+    const gzipped = gzipSync(
+      Buffer.concat([Buffer.from(head), Buffer.from([0xff]), Buffer.from(tail)]),
+    );
+    const inflated = await send(gzipped, { "content-encoding": "gzip" });
+    expect(inflated.status, inflated.body).toBe(400);
+    expect(JSON.parse(inflated.body)).toMatchObject({ detail: "The body is not valid UTF-8." });
     expect(await version()).toBe(before);
   });
 
