@@ -102,7 +102,10 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
         if (workerId && otherInstance) hub.replacedElsewhere(workerId, otherInstance, Number(at));
       }
     },
-    () => hub.wake(),
+    () => {
+      hub.wake();
+      void hub.afterMissedNotices();
+    },
     logger,
   );
   await listener.start();

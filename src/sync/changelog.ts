@@ -9,6 +9,15 @@ export async function existingWorkers(db: Knex, workerIds: string[]): Promise<Se
   return new Set(rows.map((r) => r.id));
 }
 
+/** When each of the workers' rows last changed (registration, drain, status), by id. */
+export async function workersUpdatedAt(db: Knex, workerIds: string[]): Promise<Map<string, Date>> {
+  const rows = (await db("workers").whereIn("id", workerIds).select("id", "updated_at")) as Array<{
+    id: string;
+    updated_at: Date | string;
+  }>;
+  return new Map(rows.map((r) => [r.id, new Date(r.updated_at)]));
+}
+
 /** One row of the change log as the hub reads it. */
 export interface LoggedEntry {
   version: number;

@@ -5,6 +5,7 @@ import type { ChangeEntry } from "../versioning/change.js";
 import type { PropagationWatch } from "../versioning/propagation.js";
 import {
   existingWorkers,
+  workersUpdatedAt,
   readEntries,
   readHead,
   readWorkerView,
@@ -453,6 +454,30 @@ export class Hub {
     void this.enqueue(async () => {
       if (session.ready) await this.resync(session);
     });
+  }
+
+  /**
+   * Notifications may have been missed (the LISTEN connection was down): a worker whose row
+   * changed while its stream was open may have registered again with another address, so it gets
+   * a snapshot, as the notice would have brought it. One read for this instance's streams.
+   */
+  async afterMissedNotices(): Promise<void> {
+    const sessions = [...this.sessions.values()].filter((s) => !s.closed);
+    if (sessions.length === 0 || this.stopped) return;
+    let updated: Map<string, Date>;
+    try {
+      updated = await workersUpdatedAt(
+        this.knex,
+        sessions.map((s) => s.workerId),
+      );
+    } catch (error) {
+      this.logger.warn("could not check workers for missed changes", { error: String(error) });
+      return;
+    }
+    for (const session of sessions) {
+      const at = updated.get(session.workerId);
+      if (at && at >= session.connectedAt) this.readdressed(session.workerId);
+    }
   }
 
   /** Closes the streams of workers that no longer exist, as a missed removal notice would have. */

@@ -292,6 +292,29 @@ describe("frames a worker sends", () => {
     expect(routes).toEqual((await routesOfWorker<RouteAnswer>(h.admin, w.worker.id)).sort(byId));
   });
 
+  it("after notifications may have been missed, sends a snapshot to a worker whose row changed during its stream", async () => {
+    const w = await registerWorker(h.registration);
+    const { stream } = await openSynced(w);
+    const bystander = await openSynced(await registerWorker(h.registration));
+    const { route } = await createRoute(w.worker.id);
+    await stream.expect("diff");
+    await bystander.stream.expect("diff");
+    // A registration with another address whose notice this instance never heard.
+    await h.database
+      .knex("workers")
+      .where({ id: w.worker.id })
+      .update({ advertised_host: "proxy-8.example.com", updated_at: new Date() });
+    await h.coordinator.hub.afterMissedNotices();
+    const snapshot = await stream.expect("snapshot");
+    expect((snapshot.routes as RouteAnswer[]).map((r) => r.url)).toEqual([
+      `http://proxy-8.example.com:${String(route.port)}/`,
+    ]);
+    // A worker whose row did not change meanwhile gets nothing extra: its next frame is a diff.
+    const later = await createRoute(w.worker.id);
+    expect(await stream.next()).toMatchObject({ type: "diff", to: later.version });
+    expect(await bystander.stream.next()).toMatchObject({ type: "diff", to: later.version });
+  });
+
   it("records a nack as last_nack and does not resend the version", async () => {
     const w = await registerWorker(h.registration);
     const { stream } = await openSynced(w);
