@@ -24,7 +24,8 @@ export const registerSchema = Joi.object({
     }),
     otherwise: Joi.valid(null).default(null),
   }).custom((value: unknown, helpers) => {
-    if (Array.isArray(value) && (value[0] as number) > (value[1] as number)) {
+    const [first, last] = Array.isArray(value) ? (value as unknown[]) : [];
+    if (typeof first === "number" && typeof last === "number" && first > last) {
       return helpers.message({ custom: "first port must not be greater than the last" });
     }
     return value;

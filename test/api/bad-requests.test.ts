@@ -543,6 +543,15 @@ const rows: Row[] = [
     paths: ["port_range"],
   },
   {
+    name: "register: a port_range whose last port is null",
+    method: "POST",
+    path: "/workers/register",
+    as: "registration",
+    body: portWorker({ port_range: [10200, null] }),
+    status: 400,
+    paths: ["port_range.1"],
+  },
+  {
     name: "register: port_range of three ports",
     method: "POST",
     path: "/workers/register",
