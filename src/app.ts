@@ -3,6 +3,7 @@ import type { Knex } from "knex";
 import type { TokenRegistry } from "./auth/tokens.js";
 import { isReady } from "./db/database.js";
 import { errorHandler, unknownPath } from "./http/problem.js";
+import { undecodablePath } from "./http/path.js";
 import { parseQuery } from "./http/query.js";
 import { requestLog } from "./http/request-log.js";
 import type { Logger } from "./logger.js";
@@ -37,6 +38,7 @@ export function createApp(deps: AppDeps): Express {
   app.set("etag", false);
   app.set("query parser", parseQuery);
   app.use(requestLog(deps.logger, deps.observeRequest));
+  app.use(undecodablePath(deps.tokens));
   // The Manager's and the workers' paths first: the busiest, and every router a request walks
   // past costs it a match per layer. No path is served by two routers, so order is free.
   app.use(

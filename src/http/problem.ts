@@ -52,14 +52,6 @@ function fromBodyParser(error: unknown): AppError | undefined {
   return undefined;
 }
 
-/** The router's refusal of a path parameter that is not valid percent-encoding (`%zz`). */
-function fromRouter(error: unknown): AppError | undefined {
-  if (!(error instanceof URIError) || (error as { status?: unknown }).status !== 400) {
-    return undefined;
-  }
-  return badRequest("The path is not valid percent-encoded UTF-8.");
-}
-
 const MUTATING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 
 /**
@@ -71,7 +63,7 @@ const MUTATING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 export function errorHandler(logger: Logger, knownVersion?: () => number): ErrorRequestHandler {
   return (error: unknown, req, res, next) => {
     if (res.headersSent) return next(error);
-    const known = fromBodyParser(error) ?? fromRouter(error) ?? translateDatabaseError(error);
+    const known = fromBodyParser(error) ?? translateDatabaseError(error);
     // Only to callers of a mutation the app serves who may call it (not for 401, 403 or 404).
     const authorised = !isAppError(known) || (known.status !== 401 && known.status !== 403);
     if (

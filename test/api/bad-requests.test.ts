@@ -1605,6 +1605,13 @@ const rows: Row[] = [
     status: 400,
   },
   {
+    name: "drain: a worker id with a broken percent-escape, without a token",
+    method: "POST",
+    path: "/workers/%zz/drain",
+    as: "none",
+    status: 401,
+  },
+  {
     name: "drain: a worker id with a broken percent-escape",
     method: "POST",
     path: "/workers/%zz/drain",
