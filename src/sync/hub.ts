@@ -476,7 +476,7 @@ export class Hub {
     }
     for (const session of sessions) {
       const at = updated.get(session.workerId);
-      if (at && at >= session.connectedAt) this.readdressed(session.workerId);
+      if (at && at > session.connectedAt) this.readdressed(session.workerId);
     }
   }
 
