@@ -1,10 +1,11 @@
 /**
  * `npm run seed`: loads the demo fleet of seeds/demo.ts into the configured database (DATABASE_URL,
  * or the embedded one in DATA_DIR), migrating it first. Safe to run again: nothing is duplicated.
- * On the embedded database, stop the coordinator first: only one process may open DATA_DIR.
+ * On the embedded database, stop the coordinator first: only one process may open DATA_DIR, and
+ * the seed refuses to start while another holds it.
  */
 import { ConfigError, loadConfig, type Config } from "../src/config.js";
-import { migrateToLatest, openDatabase } from "../src/db/database.js";
+import { migrateToLatest, openForTool } from "../src/db/database.js";
 import { isAppError } from "../src/errors.js";
 import { Committer } from "../src/versioning/committer.js";
 import { loadDemoFleet, type DemoFleet } from "./demo.js";
@@ -44,7 +45,7 @@ function report(fleet: DemoFleet, kind: string): void {
 }
 
 const config = readConfig();
-const db = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
+const db = await openForTool(config);
 try {
   await migrateToLatest(db.knex);
   report(await loadDemoFleet(db.knex, new Committer(db.knex)), db.kind);

@@ -5,6 +5,7 @@ import knexFactory, { type Knex } from "knex";
 import ClientPgLite from "knex-pglite";
 import pg from "pg";
 import type { Logger } from "../logger.js";
+import { DataDirInUse, lockDataDir } from "./data-dir-lock.js";
 import { latestMigration, migrationSource } from "./migration-source.js";
 
 // bigint columns (versions) fit comfortably in a JS number; counts come back as numbers too.
@@ -65,10 +66,17 @@ export async function openDatabase(options: OpenOptions): Promise<Database> {
     };
   }
   let pglite = options.pglite;
+  let release = () => {};
   if (!pglite) {
-    const dir = path.resolve(options.dataDir ?? "./data", "pgdata");
-    mkdirSync(path.dirname(dir), { recursive: true });
-    pglite = await PGlite.create(dir);
+    const dataDir = path.resolve(options.dataDir ?? "./data");
+    mkdirSync(dataDir, { recursive: true });
+    release = lockDataDir(dataDir);
+    try {
+      pglite = await PGlite.create(path.join(dataDir, "pgdata"));
+    } catch (error) {
+      release();
+      throw error;
+    }
   }
   const instance = pglite;
   const knex = knexFactory({
@@ -85,10 +93,31 @@ export async function openDatabase(options: OpenOptions): Promise<Database> {
     pglite: instance,
     close: () =>
       (closed ??= (async () => {
-        await knex.destroy();
-        if (!instance.closed) await instance.close();
+        try {
+          await knex.destroy();
+          if (!instance.closed) await instance.close();
+        } finally {
+          release();
+        }
       })()),
   };
+}
+
+/**
+ * For command-line tools (`npm run migrate`, `npm run seed`): the configured database, or one
+ * plain line and exit code 1 when another process holds the embedded one.
+ */
+export async function openForTool(config: {
+  databaseUrl: string | undefined;
+  dataDir: string;
+}): Promise<Database> {
+  try {
+    return await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
+  } catch (error) {
+    if (!(error instanceof DataDirInUse)) throw error;
+    console.error(error.message);
+    process.exit(1);
+  }
 }
 
 export async function migrateToLatest(knex: Knex): Promise<void> {

@@ -1,5 +1,5 @@
 import { ConfigError, loadConfig, type Config } from "../config.js";
-import { migrateToLatest, openDatabase } from "./database.js";
+import { migrateToLatest, openForTool } from "./database.js";
 
 let config: Config;
 try {
@@ -9,7 +9,7 @@ try {
   for (const problem of error.problems) console.error(problem);
   process.exit(1);
 }
-const db = await openDatabase({ url: config.databaseUrl, dataDir: config.dataDir });
+const db = await openForTool(config);
 try {
   await migrateToLatest(db.knex);
   console.log(`migrations applied (${db.kind} database)`);

@@ -9,7 +9,7 @@ export const CloseCode = {
   WorkerRemoved: 4404,
   /** The worker's unsent data passed the limit; it resyncs when it comes back. */
   TooSlow: 4008,
-  /** The coordinator could not read the change log for this worker. */
+  /** The coordinator could not read the worker's table (the database is away); it reconnects. */
   InternalError: 1011,
 } as const;
 

@@ -273,6 +273,10 @@ describe("a restart", () => {
     try {
       const firstDb = await openDatabase({ dataDir });
       opened.push(firstDb);
+      // One process at a time: a second opening (here, or another process's) is refused.
+      await expect(openDatabase({ dataDir })).rejects.toThrow(
+        new RegExp(`in use by process ${process.pid}\\b`),
+      );
       const first = await startInstance(firstDb, NO_LIVENESS);
       instances.push(first);
       const written = await write(first);
