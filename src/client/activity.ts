@@ -47,13 +47,11 @@ export class ActivityBuffer {
     let frameBytes = EMPTY_ACTIVITY_FRAME_BYTES;
     let count = 0;
     for (const [routeId, time] of this.#lastSeen) {
-      if (count >= Math.max(1, maxRoutes)) break;
       const at = new Date(time).toISOString();
-      const first = frameBytes === EMPTY_ACTIVITY_FRAME_BYTES;
       // Measured as JSON writes it, in UTF-8 (ids need not be ASCII), with the comma before it.
       const entry = `${JSON.stringify(routeId)}:${JSON.stringify(at)}`;
-      const entryBytes = Buffer.byteLength(entry) + (first ? 0 : 1);
-      if (!first && frameBytes + entryBytes > budgetBytes) break;
+      const entryBytes = Buffer.byteLength(entry) + (count === 0 ? 0 : 1);
+      if (count > 0 && (count >= maxRoutes || frameBytes + entryBytes > budgetBytes)) break;
       routes[routeId] = at;
       frameBytes += entryBytes;
       count += 1;

@@ -218,7 +218,8 @@ export class WorkerClient extends EventEmitter<WorkerClientEvents> {
   /**
    * Records traffic on a route. Reports are merged (latest time per route) and sent at most every
    * `activityIntervalMs`, as one `activity` frame or, past ACTIVITY_FRAME_MAX_ROUTES routes or
-   * ACTIVITY_FRAME_BUDGET_BYTES of JSON, several in a row; while disconnected they wait. Throws a RangeError on an invalid date.
+   * ACTIVITY_FRAME_BUDGET_BYTES of JSON, several in a row; while disconnected they wait. Throws a
+   * RangeError on an invalid date.
    */
   reportActivity(routeId: string, at: Date = new Date()): void {
     if (this.#stopped) return;

@@ -5,11 +5,11 @@ import type { ChangeEntry } from "../versioning/change.js";
 import type { PropagationWatch } from "../versioning/propagation.js";
 import {
   existingWorkers,
-  workersUpdatedAt,
   readEntries,
   readHead,
   readWorkerView,
   readWorkerViews,
+  workersUpdatedAt,
   type LoggedEntry,
   type WorkerView,
 } from "./changelog.js";
