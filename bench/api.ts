@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import knexFactory from "knex";
+import { cpuShares, type CpuShares } from "./cpu-budget.js";
 import {
   BENCH_TOKENS,
   drive,
@@ -206,6 +207,7 @@ async function main() {
   const large = await startWithWorkers("appproxy_bench_api_large");
   const rows: Array<[string, string]> = [];
   const floor: Array<[string, string]> = [];
+  const budget: Array<[string, number, CpuShares]> = [];
   const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
   try {
     const { coordinator, db } = small;
@@ -215,19 +217,23 @@ async function main() {
       "single creates, concurrency 1 (~3,000 routes in table)",
       fmt(await createSingles(coordinator.url, 1000, 1)),
     ]);
-    const cpuBefore = await processCpuSeconds(coordinator.child.pid!);
-    const c16small = await createSingles(coordinator.url, 5000, 16);
-    const cpuPerCreate = ((await processCpuSeconds(coordinator.child.pid!)) - cpuBefore) / 5000;
+    let c16small = 0;
+    const singleCpu = await cpuShares(coordinator.child.pid!, 5000, async () => {
+      c16small = await createSingles(coordinator.url, 5000, 16);
+    });
     rows.push(["single creates, concurrency 16 (~4,000 routes in table)", fmt(c16small)]);
+    budget.push(["single creates, concurrency 16 (per create)", c16small, singleCpu]);
     // Batches fill the second database to 100,000 routes.
     rows.push([
       "batches of 100, concurrency 1",
       fmt(await createBatches(large.coordinator.url, 100, 100, 1)),
     ]);
-    rows.push([
-      "batches of 100, concurrency 4",
-      fmt(await createBatches(large.coordinator.url, 400, 100, 4)),
-    ]);
+    let c4batches = 0;
+    const batchCpu = await cpuShares(large.coordinator.child.pid!, 40_000, async () => {
+      c4batches = await createBatches(large.coordinator.url, 400, 100, 4);
+    });
+    rows.push(["batches of 100, concurrency 4", fmt(c4batches)]);
+    budget.push(["batches of 100, concurrency 4 (per route)", c4batches, batchCpu]);
     await createBatches(large.coordinator.url, 500, 100, 4);
     await createSingles(large.coordinator.url, 3000, 16); // warm-up
     // The fill left autovacuum work behind (100,000 dead free_ports rows, new statistics for
@@ -273,7 +279,7 @@ async function main() {
     floor.push(["the coordinator's GET /healthz", healthz]);
     floor.push([
       "the coordinator's POST /routes, concurrency 16 (from the run above)",
-      `${fmt(c16small)} /s, ${Math.round(cpuPerCreate * 1e6)} µs CPU each`,
+      `${fmt(c16small)} /s, ${Math.round(singleCpu.coordinator)} µs CPU each`,
     ]);
   } finally {
     await small.stop();
@@ -286,6 +292,19 @@ async function main() {
   console.log("\nHTTP alone, 16 in flight (server CPU from /proc):\n");
   console.log("| server | answered, CPU per request |\n| --- | ---: |");
   for (const [k, v] of floor) console.log(`| ${k} | ${v} |`);
+  console.log(
+    "\nCPU per operation, µs (from /proc; the machine's other work, kernel time not charged to a " +
+      'process included, under "rest"), and the rate at which that cost keeps every core busy:\n',
+  );
+  console.log(
+    "| load | routes/s | coordinator | PostgreSQL | load generator | rest | cores busy | ceiling |",
+  );
+  console.log("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+  for (const [k, rate, c] of budget) {
+    const cells = [c.coordinator, c.postgres, c.generator, c.rest].map((v) => v.toFixed(0));
+    const busy = `${(c.busy * 100).toFixed(0)} %`;
+    console.log(`| ${k} | ${fmt(rate)} | ${cells.join(" | ")} | ${busy} | ${fmt(c.ceiling)} |`);
+  }
 }
 
 await main();
