@@ -69,7 +69,11 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
   );
   const metrics = new Metrics(knex);
   const committer = new Committer(knex, instanceId);
-  const watch = new PropagationWatch(knex);
+  const watch = new PropagationWatch(knex, (error) =>
+    logger.warn("wait=applied could not read acknowledgements; the wait goes on", {
+      error: String(error),
+    }),
+  );
   const presence = new PresenceWriter(knex, instanceId, logger);
   const activity = new ActivityRecorder(knex, logger);
   const hub = new Hub(knex, instanceId, config.heartbeatIntervalS, presence, watch, logger, {

@@ -24,6 +24,15 @@ const CONSTRAINT_MESSAGES: Record<string, string> = {
   routes_pkey: "A route with that id already exists.",
 };
 
+/**
+ * Driver messages of the same, for errors that carry no code: node-postgres' own ("Connection
+ * terminated unexpectedly", a client "not queryable" after its connection failed), knex's pool,
+ * PGlite's, and PostgreSQL's refusal of a database closed to connections (SQLSTATE 55000, which
+ * also names errors that have nothing to do with connections).
+ */
+const CONNECTION_MESSAGES =
+  /Connection terminated|Connection ended unexpectedly|connection is closed|is not queryable|is not currently accepting connections|Knex: Timeout acquiring a connection|PGlite is closed/i;
+
 /** True for errors that mean the database could not be reached or dropped us. */
 export function isConnectionError(error: unknown): boolean {
   if (typeof error !== "object" || error === null) return false;
@@ -31,12 +40,7 @@ export function isConnectionError(error: unknown): boolean {
   if (typeof code === "string" && (CONNECTION_CODES.has(code) || code.startsWith("08"))) {
     return true;
   }
-  return (
-    typeof message === "string" &&
-    /Connection terminated|connection is closed|Knex: Timeout acquiring a connection|PGlite is closed/i.test(
-      message,
-    )
-  );
+  return typeof message === "string" && CONNECTION_MESSAGES.test(message);
 }
 
 /** Translates driver errors so that services never see PostgreSQL codes. */

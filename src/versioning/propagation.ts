@@ -21,7 +21,14 @@ export class PropagationWatch {
 
   private streamsHere: (workerId: string) => boolean = () => false;
 
-  constructor(private readonly knex: Knex) {}
+  /**
+   * `onReadError` hears of a failed read of the workers' acknowledgements; the wait goes on (the
+   * change is committed whatever the database does now), and ends as "pending" at its deadline.
+   */
+  constructor(
+    private readonly knex: Knex,
+    private readonly onReadError: (error: unknown) => void = () => undefined,
+  ) {}
 
   /**
    * Tells the watch which workers stream to this instance. Their acknowledgements wake waiters
@@ -48,7 +55,9 @@ export class PropagationWatch {
    * Resolves true once all `workerIds` applied `version` (or are gone), false at the deadline.
    * Workers streaming to this instance usually answer within milliseconds: the database is asked
    * only after the first FIRST_POLL_MS without their acknowledgement, then at growing intervals
-   * while any of them streams elsewhere (see followStreams), and at the deadline.
+   * while any of them streams elsewhere (see followStreams), and at the deadline. Never rejects:
+   * the change it waits for is committed, so a database that cannot be read (or answers only
+   * after the deadline) leaves the workers pending, not the request failed.
    */
   async waitApplied(version: number, workerIds: string[], timeoutMs: number): Promise<boolean> {
     const pending = new Set(workerIds.filter((id) => (this.ackedHere.get(id) ?? -1) < version));
@@ -61,6 +70,7 @@ export class PropagationWatch {
     };
     const watched = [...pending];
     for (const id of watched) this.listen(id, onAck);
+    let reported = false;
     const pause = (ms: number) =>
       new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
@@ -81,7 +91,10 @@ export class PropagationWatch {
         const hereOnly = [...pending].every((id) => this.streamsHere(id));
         const now = Date.now();
         if (!hereOnly || now - lastRead >= STREAMING_HERE_CHECK_MS || now >= deadline) {
-          await this.readApplied(version, pending);
+          const failed = await this.readAppliedBy(deadline, version, pending);
+          // One report per wait: a wait polls every few milliseconds through an outage.
+          if (failed !== undefined && !reported) this.onReadError(failed.error);
+          reported ||= failed !== undefined;
           lastRead = Date.now();
           if (pending.size === 0) return true;
         }
@@ -96,6 +109,29 @@ export class PropagationWatch {
       }
     } finally {
       for (const id of watched) this.unlisten(id, onAck);
+    }
+  }
+
+  /**
+   * readApplied, given up on (the workers left pending) at the deadline; its error, if it failed.
+   */
+  private async readAppliedBy(
+    deadline: number,
+    version: number,
+    pending: Set<string>,
+  ): Promise<{ error: unknown } | undefined> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), Math.max(0, deadline - Date.now()));
+    });
+    const read = this.readApplied(version, pending).then(
+      () => undefined,
+      (error: unknown) => ({ error }),
+    );
+    try {
+      return await Promise.race([read, late]);
+    } finally {
+      clearTimeout(timer);
     }
   }
 

@@ -269,4 +269,30 @@ describe.skipIf(!onPostgres())("a database outage (PostgreSQL behind a cuttable 
       expect((await instance.admin.get(`/routes/${route.id}`)).status, route.id).toBe(200);
     }
   });
+
+  it("answers a change committed before the outage 202 pending while it waits, never 5xx", async () => {
+    // A worker that never streams: the wait reads its acknowledgements from the database.
+    const silent = await registerWorker(instance.registration, portWorker());
+    const waiting = instance.manager.post<RouteAnswer>(
+      "/routes?wait=applied&timeout_ms=3000",
+      routeBody({ worker_id: silent.worker.id, labels: { tag: "waiting" } }),
+    );
+    // Committed: the other instance, on the database directly, lists it. Then the outage.
+    const committed = await until(async () => {
+      const res = await other!.admin.get<{ items: RouteAnswer[] }>("/routes?label=tag:waiting");
+      return res.body.items[0];
+    }, "the waiting route to be committed");
+    proxy.cut();
+    const res = await waiting;
+    expect(res.status, JSON.stringify(res.body)).toBe(202);
+    expect(res.headers.get("x-propagation")).toBe("pending");
+    expect(res.headers.get("x-routing-version")).toBe(String(committed.version));
+    expect(res.body).toEqual(committed);
+    proxy.restore();
+    await waitFor(
+      async () => (await instance.anonymous.get("/readyz")).status === 200,
+      15_000,
+      "/readyz to answer 200 again",
+    );
+  });
 });

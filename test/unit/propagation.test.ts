@@ -5,12 +5,16 @@ import { PropagationWatch } from "../../src/versioning/propagation.js";
 /** A stand-in for the `workers` table: the applied versions it holds, and how often it was read. */
 function fakeDatabase(applied: Record<string, number>) {
   const reads: string[][] = [];
+  /** While set, each read fails with this error, or (for "hang") never answers. */
+  const outage: { error?: Error | "hang" } = {};
   const knex = ((table: string) => {
     expect(table).toBe("workers");
     return {
       whereIn: (_column: string, ids: string[]) => ({
         select: async () => {
           reads.push(ids);
+          if (outage.error === "hang") return new Promise(() => undefined);
+          if (outage.error) throw outage.error;
           return ids.flatMap((id) =>
             applied[id] === undefined ? [] : [{ id, applied_version: applied[id] }],
           );
@@ -18,7 +22,7 @@ function fakeDatabase(applied: Record<string, number>) {
       }),
     };
   }) as unknown as Knex;
-  return { knex, reads, applied };
+  return { knex, reads, applied, outage };
 }
 
 describe("waiting until workers applied a version", () => {
@@ -117,4 +121,48 @@ describe("waiting until workers applied a version", () => {
     expect(await watch.waitApplied(31, ["w2"], 5000)).toBe(true);
     expect(db.reads).toEqual([["w1"], ["w2"]]);
   });
+
+  it("waits on through a database that cannot be read, and reports that once", async () => {
+    const db = fakeDatabase({ w1: 3 });
+    const errors: unknown[] = [];
+    const watch = new PropagationWatch(db.knex, (error) => errors.push(error));
+    db.outage.error = new Error("Connection terminated unexpectedly");
+    const waiting = watch.waitApplied(40, ["w1"], 5000);
+    await waitUntil(() => db.reads.length >= 3);
+    // The database is back, and says another instance's worker applied the version.
+    db.applied.w1 = 40;
+    delete db.outage.error;
+    expect(await waiting).toBe(true);
+    expect(errors).toHaveLength(1);
+  });
+
+  it("answers pending at the deadline, never rejects, while the database fails or hangs", async () => {
+    for (const failure of [new Error("database is not currently accepting connections"), "hang"]) {
+      const db = fakeDatabase({ w1: 3 });
+      const watch = new PropagationWatch(db.knex);
+      db.outage.error = failure as Error | "hang";
+      vi.useFakeTimers();
+      try {
+        const waiting = watch.waitApplied(41, ["w1"], 1000);
+        let settled: boolean | undefined;
+        void waiting.then((ok) => (settled = ok));
+        await vi.advanceTimersByTimeAsync(999);
+        expect(settled, String(failure)).toBeUndefined();
+        await vi.advanceTimersByTimeAsync(1);
+        expect(settled, String(failure)).toBe(false);
+      } finally {
+        vi.useRealTimers();
+      }
+      expect(watch.watchedWorkers).toBe(0);
+    }
+  });
 });
+
+/** Polls `check` every millisecond, for at most 2 s. */
+async function waitUntil(check: () => boolean): Promise<void> {
+  const deadline = Date.now() + 2000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error("condition not met within 2 s");
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
