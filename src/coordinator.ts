@@ -16,6 +16,7 @@ import { Metrics } from "./ops/metrics.js";
 import { opsRouter } from "./ops/ops-router.js";
 import { Hub } from "./sync/hub.js";
 import { PresenceWriter } from "./sync/presence.js";
+import { closeCodeLabel } from "./sync/close-codes.js";
 import { attachStreamEndpoint } from "./sync/stream-endpoint.js";
 import { Committer } from "./versioning/committer.js";
 import { PropagationWatch } from "./versioning/propagation.js";
@@ -35,6 +36,7 @@ export interface Coordinator {
   readonly database: Database;
   readonly tokens: TokenRegistry;
   readonly hub: Hub;
+  readonly watch: PropagationWatch;
   readonly reaper: ReaperScheduler;
   /** Stops in order: not ready, jobs, streams, HTTP (finishing requests), database. Idempotent. */
   stop(): Promise<void>;
@@ -172,7 +174,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
     accepting: () => accepting,
     events: {
       frameReceived: (type) => metrics.streamFrames.inc({ direction: "in", type }),
-      disconnected: (code) => metrics.streamDisconnects.inc({ code: String(code) }),
+      disconnected: (code) => metrics.streamDisconnects.inc({ code: closeCodeLabel(code) }),
     },
   });
   const heartbeat = setInterval(() => {
@@ -228,6 +230,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
     database,
     tokens,
     hub,
+    watch,
     reaper,
     stop,
   };

@@ -27,3 +27,17 @@ export const FrameError = {
 export const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;
 /** Largest inbound frame accepted. */
 export const MAX_INBOUND_FRAME_BYTES = 1024 * 1024;
+
+/** Close codes counted by their number; a worker may close with any of thousands of others. */
+const COUNTED_CODES = new Set<number>([
+  ...Array.from({ length: 16 }, (_, i) => 1000 + i), // RFC 6455's registered codes, 1000-1015
+  ...Object.values(CloseCode),
+]);
+
+/**
+ * The label of a close code in `appproxy_stream_disconnects_total`: the code itself when the
+ * protocol or this stream defines it, else "other", so that a worker cannot create metric series.
+ */
+export function closeCodeLabel(code: number): string {
+  return COUNTED_CODES.has(code) ? String(code) : "other";
+}

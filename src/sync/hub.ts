@@ -353,7 +353,8 @@ export class Hub {
           frame.version >= session.changedAt && session.changedAt > session.acked;
         session.acked = Math.max(session.acked, frame.version);
         this.presence.acknowledged(session.workerId, frame.version, coversChange);
-        this.watch.acknowledged(session.workerId, frame.version);
+        // A closing stream's acknowledgement still counts, through the database (see detach).
+        if (!session.closed) this.watch.acknowledged(session.workerId, frame.version);
         this.events.acknowledged?.(
           session.workerId,
           frame.version,
@@ -420,6 +421,8 @@ export class Hub {
     session.closed = true;
     if (this.sessions.get(session.workerId) !== session) return;
     this.sessions.delete(session.workerId);
+    // Its acknowledgements are in the database (or on their way): waits read them there.
+    this.watch.forget(session.workerId);
     void this.presence.disconnected(session.workerId, new Date()).catch((error: unknown) => {
       this.logger.warn("could not record stream end", { error: String(error) });
     });

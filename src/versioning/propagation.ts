@@ -46,7 +46,7 @@ export class PropagationWatch {
     if (listeners) for (const listener of [...listeners]) listener(workerId, version);
   }
 
-  /** A removed worker's acknowledgements are no longer kept. */
+  /** Acknowledgements of a worker no longer streaming here (or removed) are no longer kept. */
   forget(workerId: string): void {
     this.ackedHere.delete(workerId);
   }
@@ -158,6 +158,11 @@ export class PropagationWatch {
     if (!listeners) return;
     listeners.delete(listener);
     if (listeners.size === 0) this.waiters.delete(workerId);
+  }
+
+  /** The highest version `workerId` acknowledged on a stream of this instance, while it is here. */
+  acknowledgedHere(workerId: string): number | undefined {
+    return this.ackedHere.get(workerId);
   }
 
   /** How many workers have requests waiting on them here (for tests: nothing is left behind). */

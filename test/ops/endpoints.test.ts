@@ -1,5 +1,7 @@
+import { once } from "node:events";
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
 import { WorkerClient } from "../../src/client/index.js";
 import { onPostgres } from "../support/database.js";
 import {
@@ -356,6 +358,27 @@ describe("GET /metrics", () => {
       10_000,
       "the worker to show as disconnected",
     );
+  });
+
+  it("counts close codes the stream does not define as other: a worker makes no series", async () => {
+    const disconnects = (m: Sample[], code: string) =>
+      samplesOf(m, "appproxy_stream_disconnects_total", { code }).reduce((n, s) => n + s.value, 0);
+    const before = disconnects(await scrape(), "other");
+    for (const code of [3456, 4999]) {
+      const ws = new WebSocket(idle.stream_url, {
+        headers: { authorization: `Bearer ${idle.token}` },
+      });
+      await once(ws, "message"); // hello
+      ws.close(code, "a code of the worker's own");
+      await once(ws, "close");
+    }
+    const m = await until(async () => {
+      const now = await scrape();
+      return disconnects(now, "other") >= before + 2 ? now : undefined;
+    }, "both disconnects to be counted");
+    const codes = samplesOf(m, "appproxy_stream_disconnects_total").map((s) => s.labels.code);
+    expect(codes).not.toContain("3456");
+    expect(codes).not.toContain("4999");
   });
 });
 

@@ -126,6 +126,20 @@ describe("?wait=applied", () => {
     );
   });
 
+  it("keeps a worker's acknowledgements in memory only while its stream is here", async () => {
+    const w = await startWorker(a);
+    const created = await a.manager.post<RouteAnswer>(
+      "/routes?wait=applied",
+      routeBody({ worker_id: w.workerId }),
+    );
+    expect(created.status).toBe(201);
+    const watch = a.coordinator.watch;
+    expect(watch.acknowledgedHere(w.workerId!)).toBeGreaterThanOrEqual(created.body.version);
+    // Gone from here, it may be removed while this instance does not listen: nothing is left.
+    await w.stop();
+    await waitFor(() => watch.acknowledgedHere(w.workerId!) === undefined, 5000, "forgotten");
+  });
+
   it("answers 202 with X-Propagation: pending and the success body when the worker's stream is away", async () => {
     const away = await registerWorker(a.registration, portWorker({ port_range: [30000, 30099] }));
     const connected = await startWorker(a);

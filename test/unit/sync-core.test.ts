@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import type { WebSocket } from "ws";
 import { routeUrl } from "../../src/routes/model.js";
+import { closeCodeLabel } from "../../src/sync/close-codes.js";
 import { workerDigest } from "../../src/sync/digest.js";
 import { parseInbound } from "../../src/sync/frames.js";
 import { WorkerSession } from "../../src/sync/session.js";
@@ -161,5 +162,16 @@ describe("routeUrl", () => {
         { ...portWorker, advertised_host: "::1" },
       ),
     ).toBe("http://[::1]:1/");
+  });
+});
+
+describe("closeCodeLabel", () => {
+  it("names the protocol's and the stream's codes, and no others", () => {
+    for (const code of [1000, 1001, 1006, 1009, 1011, 1015, 4000, 4008, 4400, 4404]) {
+      expect(closeCodeLabel(code)).toBe(String(code));
+    }
+    for (const code of [999, 1016, 2999, 3000, 3456, 4001, 4999, 65535]) {
+      expect(closeCodeLabel(code)).toBe("other");
+    }
   });
 });
