@@ -130,15 +130,39 @@ export class WorkerSession {
     this.closed = true;
     if (this.socket.readyState === this.socket.OPEN) {
       this.socket.send(JSON.stringify({ type: "error", code: errorCode, message }));
-      this.socket.close(code, message.slice(0, 120));
+      this.closeSocket(code, message);
     }
   }
 
   close(code: number, reason: string): void {
     if (this.closed) return;
     this.closed = true;
-    this.socket.close(code, reason);
+    this.closeSocket(code, reason);
   }
+
+  /** A close frame's reason holds at most 123 bytes; the error frame before it says it all. */
+  private closeSocket(code: number, reason: string): void {
+    this.socket.close(code, closeReason(reason));
+  }
+}
+
+/** Bytes a close frame leaves for its reason (RFC 6455: 125 bytes of payload, 2 for the code). */
+const MAX_CLOSE_REASON_BYTES = 123;
+
+/**
+ * `reason` cut to what a close frame can carry, at a character boundary: it may quote what the
+ * worker sent, so its length in bytes is anyone's guess.
+ */
+export function closeReason(reason: string): string {
+  if (Buffer.byteLength(reason) <= MAX_CLOSE_REASON_BYTES) return reason;
+  let bytes = 0;
+  let cut = "";
+  for (const char of reason) {
+    bytes += Buffer.byteLength(char);
+    if (bytes > MAX_CLOSE_REASON_BYTES - 3) break;
+    cut += char;
+  }
+  return `${cut}…`;
 }
 
 /** The last change per route among entries after `after`. */

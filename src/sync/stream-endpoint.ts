@@ -108,6 +108,19 @@ export function attachStreamEndpoint(deps: {
     const session = new WorkerSession(workerId, ws, new Date());
     ws.on("pong", () => hub.pong(session));
     ws.on("message", (data: RawData, isBinary: boolean) => {
+      try {
+        onMessage(data, isBinary);
+      } catch (error) {
+        // One stream's frame must never take the process, and every other stream, down.
+        logger.error("stream frame could not be handled", {
+          worker_id: workerId,
+          error: String(error),
+        });
+        session.close(CloseCode.InternalError, "internal error");
+        if (ws.readyState === ws.OPEN) ws.terminate();
+      }
+    });
+    const onMessage = (data: RawData, isBinary: boolean): void => {
       if (session.closed) return;
       const text = isBinary ? undefined : rawText(data);
       const parsed = text === undefined ? undefined : parseInbound(text);
@@ -128,7 +141,7 @@ export function attachStreamEndpoint(deps: {
       void hub.receive(session, parsed.frame).catch((error: unknown) => {
         logger.warn("stream frame failed", { worker_id: workerId, error: String(error) });
       });
-    });
+    };
     ws.on("close", (code: number) => {
       events.disconnected?.(code);
       hub.detach(session);

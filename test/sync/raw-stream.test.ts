@@ -353,6 +353,15 @@ describe("frames a worker sends", () => {
     ["a frame whose type is not a string", JSON.stringify({ type: 7 })],
     ["an ack of the wrong shape", JSON.stringify({ type: "ack", version: "7", digest: "abc" })],
     ["a nack without error", JSON.stringify({ type: "nack", version: 1 })],
+    // Its error quotes the digest: 200 bytes of two-byte characters, more than a close frame holds.
+    [
+      "an ack whose bad digest is long in bytes",
+      JSON.stringify({ type: "ack", version: 1, digest: "é".repeat(100) }),
+    ],
+    [
+      "an activity report with a long non-ASCII key",
+      JSON.stringify({ type: "activity", routes: { ["é".repeat(80)]: new Date().toISOString() } }),
+    ],
   ])("answers %s with an error frame, then closes with 4400", async (_what, text) => {
     const w = await registerWorker(h.registration);
     const { stream } = await openSynced(w);
@@ -361,7 +370,11 @@ describe("frames a worker sends", () => {
     expect(typeof error.code).toBe("string");
     expect(error.code).not.toBe("");
     expect(typeof error.message).toBe("string");
-    expect((await stream.closedWithin()).code).toBe(4400);
+    const closed = await stream.closedWithin();
+    expect(closed.code).toBe(4400);
+    expect(Buffer.byteLength(closed.reason)).toBeLessThanOrEqual(123);
+    // The coordinator is still there for everyone else.
+    expect((await h.anonymous.get("/healthz")).status).toBe(200);
   });
 });
 

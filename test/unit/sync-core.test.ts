@@ -5,7 +5,7 @@ import { routeUrl } from "../../src/routes/model.js";
 import { closeCodeLabel } from "../../src/sync/close-codes.js";
 import { workerDigest } from "../../src/sync/digest.js";
 import { parseInbound } from "../../src/sync/frames.js";
-import { WorkerSession } from "../../src/sync/session.js";
+import { closeReason, WorkerSession } from "../../src/sync/session.js";
 import type { LoggedEntry } from "../../src/sync/changelog.js";
 import type { RouteView } from "../../src/routes/model.js";
 
@@ -172,6 +172,20 @@ describe("closeCodeLabel", () => {
     }
     for (const code of [999, 1016, 2999, 3000, 3456, 4001, 4999, 65535]) {
       expect(closeCodeLabel(code)).toBe("other");
+    }
+  });
+});
+
+describe("closeReason", () => {
+  it("keeps reasons a close frame can carry, and cuts others at a character boundary", () => {
+    expect(closeReason("unsent data passed 8 MiB")).toBe("unsent data passed 8 MiB");
+    expect(closeReason("a".repeat(123))).toBe("a".repeat(123));
+    for (const text of ["a".repeat(124), "é".repeat(100), "😀".repeat(40), "a" + "€".repeat(60)]) {
+      const cut = closeReason(text);
+      expect(Buffer.byteLength(cut), text).toBeLessThanOrEqual(123);
+      expect(cut.endsWith("…")).toBe(true);
+      expect(text.startsWith(cut.slice(0, -1))).toBe(true);
+      expect(cut).not.toContain("\uFFFD");
     }
   });
 });
