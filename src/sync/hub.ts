@@ -345,7 +345,7 @@ export class Hub {
     switch (frame.type) {
       case "ack": {
         if (!session.digestMatches(frame.version, frame.digest)) {
-          await this.enqueue(() => this.resync(session));
+          this.requestResync(session);
           return;
         }
         session.forgetBefore(frame.version);
@@ -370,12 +370,26 @@ export class Hub {
         });
         return;
       case "resync":
-        await this.enqueue(() => this.resync(session));
+        this.requestResync(session);
         return;
       case "activity":
         this.events.activity?.(session.workerId, frame.routes);
         return;
     }
+  }
+
+  /**
+   * Queues a snapshot for the stream unless one is queued already: a worker repeating resync (or
+   * a wrong digest) thousands of times costs one read of its table, not thousands ahead of every
+   * other stream's diffs in the hub's one queue.
+   */
+  private requestResync(session: WorkerSession): void {
+    if (session.resyncQueued) return;
+    session.resyncQueued = true;
+    void this.enqueue(async () => {
+      session.resyncQueued = false;
+      await this.resync(session);
+    });
   }
 
   private async resync(session: WorkerSession): Promise<void> {

@@ -25,6 +25,9 @@ const LOCKED_RETRY_MS = 20;
 export class PresenceWriter {
   private readonly applied = new Map<string, number>();
   private readonly seen = new Set<string>();
+  /** The newest nack of each worker whose earlier nack is still being written. */
+  private readonly nacks = new Map<string, Nack>();
+  private readonly nackWriting = new Set<string>();
   private ackTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
   private stopped = false;
@@ -59,10 +62,25 @@ export class PresenceWriter {
       .update({ connected_instance: null, last_seen_at: now, liveness_since: now });
   }
 
-  async nacked(workerId: string, nack: { version: number; error: string; at: string }) {
-    await this.knex("workers")
-      .where({ id: workerId })
-      .update({ last_nack: JSON.stringify(nack) });
+  /**
+   * Records the worker's last nack. While one is being written, later ones wait and only the
+   * newest is written after it: a worker sending nacks in a loop costs one write at a time.
+   */
+  async nacked(workerId: string, nack: Nack): Promise<void> {
+    this.nacks.set(workerId, nack);
+    if (this.nackWriting.has(workerId)) return;
+    this.nackWriting.add(workerId);
+    try {
+      for (let next = this.nacks.get(workerId); next; next = this.nacks.get(workerId)) {
+        this.nacks.delete(workerId);
+        await this.knex("workers")
+          .where({ id: workerId })
+          .update({ last_nack: JSON.stringify(next) });
+      }
+    } finally {
+      this.nacks.delete(workerId);
+      this.nackWriting.delete(workerId);
+    }
   }
 
   /**
@@ -167,6 +185,13 @@ export class PresenceWriter {
     this.ackTimer = undefined;
     await this.flush();
   }
+}
+
+/** What a worker said it could not apply, as `last_nack` holds it. */
+export interface Nack {
+  version: number;
+  error: string;
+  at: string;
 }
 
 /** Rows per presence statement. */

@@ -34,6 +34,8 @@ export class WorkerSession {
   lastSeen = Date.now();
   missedPongs = 0;
   closed = false;
+  /** A snapshot for this stream waits in the hub's queue: more resync requests add nothing. */
+  resyncQueued = false;
 
   constructor(
     readonly workerId: string,

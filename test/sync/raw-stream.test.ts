@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startHarness, waitFor } from "../support/harness.js";
+import { parsePrometheus, samplesOf } from "../ops/prometheus.js";
 import {
   portWorker,
   registerWorker,
@@ -375,6 +376,49 @@ describe("frames a worker sends", () => {
     expect(Buffer.byteLength(closed.reason)).toBeLessThanOrEqual(123);
     // The coordinator is still there for everyone else.
     expect((await h.anonymous.get("/healthz")).status).toBe(200);
+  });
+});
+
+describe("a worker that repeats itself", () => {
+  const framesIn = async (type: string) =>
+    samplesOf(
+      parsePrometheus((await h.anonymous.get<string>("/metrics")).body),
+      "appproxy_stream_frames_total",
+      {
+        direction: "in",
+        type,
+      },
+    ).reduce((n, sample) => n + sample.value, 0);
+
+  it("gets one snapshot for a burst of resyncs, not one each ahead of everyone's diffs", async () => {
+    const w = await registerWorker(h.registration);
+    const { stream } = await openSynced(w);
+    const before = await framesIn("resync");
+    const burst = 2000;
+    for (let i = 0; i < burst; i++) stream.send({ type: "resync" });
+    await waitFor(async () => (await framesIn("resync")) >= before + burst, 10_000, "the burst");
+    // The hub's queue runs in order: the diff of a change made now comes after every snapshot.
+    const { version } = await createRoute(w.worker.id);
+    let snapshots = 0;
+    for (;;) {
+      const frame = await stream.next();
+      if (frame.type === "snapshot") snapshots += 1;
+      if (frame.type === "diff" && frame.to === version) break;
+    }
+    expect(snapshots).toBeGreaterThanOrEqual(1);
+    expect(snapshots).toBeLessThan(burst / 20);
+  });
+
+  it("has its newest nack recorded after a burst of them", async () => {
+    const w = await registerWorker(h.registration);
+    const { stream } = await openSynced(w);
+    for (let i = 1; i <= 500; i++) stream.send({ type: "nack", version: i, error: `nack ${i}` });
+    await waitFor(
+      async () => (await getWorker(w.worker.id)).last_nack?.error === "nack 500",
+      10_000,
+      "the last nack",
+    );
+    expect(stream.closeInfo).toBeUndefined();
   });
 });
 
