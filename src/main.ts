@@ -4,8 +4,10 @@ import { startCoordinator } from "./coordinator.js";
 import { createLogger } from "./logger.js";
 
 let config: Config;
+let resolved: ReturnType<typeof resolveSecrets>;
 try {
   config = loadConfig();
+  resolved = resolveSecrets(config);
 } catch (error) {
   if (error instanceof ConfigError) {
     for (const problem of error.problems) console.error(problem);
@@ -15,7 +17,7 @@ try {
 }
 
 const logger = createLogger(config.logLevel);
-const { secrets, generated } = resolveSecrets(config);
+const { secrets, generated } = resolved;
 // Shown once, on plain lines outside the JSON log, by the start-up that generated them.
 for (const { setting, value } of generated) {
   if (setting === "TOKEN_SECRET") continue;

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import type { Config } from "../config.js";
+import { ConfigError, type Config } from "../config.js";
 
 export interface Secrets {
   managerTokens: readonly string[];
@@ -29,8 +29,7 @@ export function resolveSecrets(config: Config): {
   generated: Array<{ setting: string; value: string }>;
 } {
   const file = path.resolve(config.dataDir, FILE);
-  let stored: StoredSecrets = {};
-  if (existsSync(file)) stored = JSON.parse(readFileSync(file, "utf8")) as StoredSecrets;
+  const stored = existsSync(file) ? readStored(file) : {};
   const generated: Array<{ setting: string; value: string }> = [];
   const take = (
     configured: readonly string[] | string | undefined,
@@ -53,8 +52,44 @@ export function resolveSecrets(config: Config): {
   };
   if (generated.length > 0) {
     mkdirSync(path.dirname(file), { recursive: true });
-    writeFileSync(file, JSON.stringify(stored, null, 2) + "\n", { mode: 0o600 });
-    chmodSync(file, 0o600);
+    // Whole or not at all: a start-up killed while writing leaves the old file, not half of one.
+    const partial = `${file}.${process.pid}.tmp`;
+    writeFileSync(partial, JSON.stringify(stored, null, 2) + "\n", { mode: 0o600, flush: true });
+    renameSync(partial, file);
   }
   return { secrets, generated };
+}
+
+/**
+ * The stored secrets, or a ConfigError that names the file and never its content: a parse
+ * error's message would quote the tokens around the broken spot.
+ */
+function readStored(file: string): StoredSecrets {
+  const refuse = (why: string) =>
+    new ConfigError([
+      `${file} ${why}; fix or remove it (removing it makes the next start generate new tokens and a new TOKEN_SECRET, which invalidates every worker token)`,
+    ]);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, "utf8"));
+  } catch (error) {
+    if (error instanceof SyntaxError) throw refuse("is not valid JSON");
+    throw refuse(`cannot be read (${(error as NodeJS.ErrnoException).code ?? "error"})`);
+  }
+  const keys: Array<keyof StoredSecrets> = [
+    "manager_token",
+    "registration_token",
+    "admin_token",
+    "token_secret",
+  ];
+  const valid =
+    typeof parsed === "object" &&
+    parsed !== null &&
+    !Array.isArray(parsed) &&
+    keys.every((k) => {
+      const value = (parsed as Record<string, unknown>)[k];
+      return value === undefined || (typeof value === "string" && value.length > 0);
+    });
+  if (!valid) throw refuse("does not hold the generated tokens as text");
+  return parsed as StoredSecrets;
 }

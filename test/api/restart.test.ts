@@ -1,9 +1,18 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import {
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { resolveSecrets } from "../../src/auth/secrets.js";
-import { loadConfig } from "../../src/config.js";
+import { ConfigError, loadConfig } from "../../src/config.js";
 import { openDatabase, type Database } from "../../src/db/database.js";
 import { createTestDatabase, onPostgres, type TestDatabase } from "../support/database.js";
 import { startInstance, type ApiAnswer, type TestInstance } from "../support/harness.js";
@@ -344,5 +353,44 @@ describe("generated secrets", () => {
     const second = resolveSecrets(config);
     expect(second.generated).toEqual([]);
     expect(second.secrets).toEqual(first.secrets);
+  });
+
+  it("refuse a damaged secrets.json in one line that names the file and quotes none of it", () => {
+    const dataDir = tempDir("appproxy-secrets-");
+    const config = loadConfig({ DATA_DIR: dataDir });
+    const { secrets } = resolveSecrets(config);
+    const file = path.join(dataDir, "secrets.json");
+    const whole = readFileSync(file, "utf8");
+    // A start-up killed while writing, before writes became whole-or-nothing.
+    for (const damaged of [whole.slice(0, whole.length / 2), "[]", '{"token_secret": 7}']) {
+      writeFileSync(file, damaged);
+      let refused: unknown;
+      try {
+        resolveSecrets(config);
+      } catch (error) {
+        refused = error;
+      }
+      expect(refused, damaged).toBeInstanceOf(ConfigError);
+      const message = (refused as Error).message;
+      expect(message).toContain(file);
+      expect(message).not.toContain(secrets.tokenSecret);
+      expect(message).not.toContain(secrets.managerTokens[0]);
+    }
+    // The coordinator itself says just that, and exits 1 before it opens anything.
+    writeFileSync(file, whole.slice(0, whole.length / 2));
+    const run = spawnSync(process.execPath, ["--import", "tsx", "src/main.ts"], {
+      cwd: path.resolve(import.meta.dirname, "../.."),
+      env: { ...process.env, DATA_DIR: dataDir, DATABASE_URL: "", PORT: "0" },
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    expect(run.status).toBe(1);
+    expect(run.stderr.trim().split("\n")).toHaveLength(1);
+    expect(run.stderr).toContain("secrets.json is not valid JSON");
+    for (const value of [secrets.tokenSecret, ...secrets.managerTokens]) {
+      expect(run.stdout + run.stderr).not.toContain(value);
+    }
+    // Nothing was left half-written beside it.
+    expect(readdirSync(dataDir).filter((f) => f.endsWith(".tmp"))).toEqual([]);
   });
 });
