@@ -2,11 +2,13 @@ import type Joi from "joi";
 import { validationFailed, type FieldProblem } from "../errors.js";
 
 /**
- * Paths of own `__proto__` keys anywhere in `value`. JSON.parse makes them ordinary keys, and
- * Joi drops them silently instead of refusing them as unknown. Iterative: bodies may nest deeply.
- * A path is spelled out only for a key found (each node keeps its parent), not for every key.
+ * What a value may not carry, found anywhere in it: own `__proto__` keys (JSON.parse makes them
+ * ordinary keys, and Joi drops them silently instead of refusing them as unknown), and text with a
+ * NUL character or an unpaired UTF-16 surrogate (a JSON `\\u0000` or `\\ud800`), which PostgreSQL
+ * cannot store. Iterative: bodies may nest deeply. A path is spelled out only for a problem found
+ * (each node keeps its parent), not for every key.
  */
-function protoKeyPaths(value: unknown): string[][] {
+function smuggled(value: unknown): Array<{ parts: string[]; message: string }> {
   interface Visit {
     node: unknown;
     key: string;
@@ -17,20 +19,31 @@ function protoKeyPaths(value: unknown): string[][] {
     for (let v: Visit | undefined = visit; v?.parent; v = v.parent) parts.unshift(v.key);
     return parts;
   };
-  const found: string[][] = [];
+  const found: Array<{ parts: string[]; message: string }> = [];
   const stack: Visit[] = [{ node: value, key: "", parent: undefined }];
   while (stack.length > 0) {
     const visit = stack.pop()!;
     const { node } = visit;
+    if (typeof node === "string") {
+      if (UNSTORABLE.test(node)) found.push({ parts: pathOf(visit), message: UNSTORABLE_TEXT });
+      continue;
+    }
     if (typeof node !== "object" || node === null) continue;
     for (const key of Object.keys(node)) {
       const child: Visit = { node: (node as Record<string, unknown>)[key], key, parent: visit };
-      if (key === "__proto__") found.push(pathOf(child));
-      if (typeof child.node === "object" && child.node !== null) stack.push(child);
+      if (key === "__proto__") found.push({ parts: pathOf(child), message: "is not allowed" });
+      else if (UNSTORABLE.test(key)) {
+        found.push({ parts: pathOf(child), message: `has a key that ${UNSTORABLE_TEXT}` });
+      }
+      if (typeof child.node === "object" || typeof child.node === "string") stack.push(child);
     }
   }
   return found;
 }
+
+/** A NUL character, or a surrogate that is not half of a pair. */
+const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const UNSTORABLE_TEXT = "must not contain NUL characters or unpaired surrogates";
 
 const PREFERENCES: Joi.ValidationOptions = {
   abortEarly: false,
@@ -56,11 +69,11 @@ function withPreferences(schema: Joi.Schema): Joi.Schema {
 /** Validates `value` against `schema`, naming every bad field; returns the converted value. */
 export function validate<T>(schema: Joi.Schema, value: unknown, prefix?: string): T {
   const { error, value: converted } = withPreferences(schema).validate(value);
-  const smuggled = protoKeyPaths(value).map((parts) => ({
-    path: [prefix, ...parts].filter((p) => p !== undefined && p !== "").join("."),
-    message: "is not allowed",
+  const refused = smuggled(value).map(({ parts, message }) => ({
+    path: [prefix, ...parts].filter((p) => p !== undefined && p !== "").join(".") || "(body)",
+    message,
   }));
-  if (error || smuggled.length > 0) {
+  if (error || refused.length > 0) {
     const problems: FieldProblem[] = (error?.details ?? []).flatMap((d) => {
       const parts = d.path.map(String);
       const join = (more: string[]) =>
@@ -73,7 +86,7 @@ export function validate<T>(schema: Joi.Schema, value: unknown, prefix?: string)
       }
       return [{ path: join([]), message: d.message }];
     });
-    throw validationFailed([...problems, ...smuggled]);
+    throw validationFailed([...problems, ...refused]);
   }
   return converted as T;
 }

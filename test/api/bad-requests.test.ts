@@ -1645,6 +1645,78 @@ const rows: Row[] = [
     status: 400,
   },
 
+  // Text PostgreSQL cannot store: a NUL character, an unpaired surrogate (JSON escapes of both).
+  {
+    name: "POST /routes: a label value with a NUL character",
+    method: "POST",
+    path: "/routes",
+    raw: JSON.stringify(newRoute()).replace(/}$/, ',"labels":{"tier":"a\\u0000b"}}'),
+    status: 400,
+    paths: ["labels.tier"],
+  },
+  {
+    name: "POST /routes: a session_id with an unpaired surrogate",
+    method: "POST",
+    path: "/routes",
+    body: newRoute({ session_id: "sess-\ud800" }),
+    status: 400,
+    paths: ["session_id"],
+  },
+  {
+    name: "POST /routes/batch: a user_id with a NUL character",
+    method: "POST",
+    path: "/routes/batch",
+    body: { routes: [newRoute({ user_id: "u\u0000" })] },
+    status: 400,
+    paths: ["routes.0.user_id"],
+  },
+  {
+    name: "PATCH /routes/{id}: a label key with an unpaired low surrogate",
+    method: "PATCH",
+    path: route,
+    body: { labels: { "k\udc00": "v" } },
+    status: 400,
+    paths: ["labels.k\udc00"],
+  },
+  {
+    name: "register: a worker label with a NUL character",
+    method: "POST",
+    path: "/workers/register",
+    as: "registration",
+    body: portWorker({ labels: { zone: "eu\u0000" } }),
+    status: 400,
+    paths: ["labels.zone"],
+  },
+  {
+    name: "GET /routes: a session_id filter with a NUL character",
+    method: "GET",
+    path: "/routes?session_id=a%00b",
+    status: 400,
+    paths: ["query.session_id"],
+  },
+  {
+    name: "GET /routes: a label filter with a NUL character",
+    method: "GET",
+    path: "/routes?label=a%00:b",
+    status: 400,
+    paths: ["query.label"],
+  },
+  {
+    name: "DELETE /routes: a session_id with a NUL character",
+    method: "DELETE",
+    path: "/routes?session_id=a%00b",
+    status: 400,
+    paths: ["query.session_id"],
+  },
+  {
+    name: "POST /routes: a body that Content-Encoding calls gzip and is not",
+    method: "POST",
+    path: "/routes",
+    raw: JSON.stringify(newRoute()),
+    headers: { "content-encoding": "gzip" },
+    status: 400,
+  },
+
   // Paths that do not exist.
   { name: "an unknown path", method: "GET", path: "/nowhere", as: "none", status: 404 },
   {
