@@ -42,6 +42,7 @@ function smuggled(value: unknown): Array<{ parts: string[]; message: string }> {
 }
 
 /** A NUL character, or a surrogate that is not half of a pair. */
+// eslint-disable-next-line no-control-regex -- NUL is exactly what it looks for.
 const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 const UNSTORABLE_TEXT = "must not contain NUL characters or unpaired surrogates";
 
