@@ -24,9 +24,12 @@ export function registerUrl(coordinatorUrl: string): URL {
 
 /**
  * The URL of a worker's stream, resuming after `since`. The coordinator's `stream_url` is used
- * when it is an absolute ws(s) or http(s) URL with a routable host; otherwise (relative, or bound
- * to 0.0.0.0 / ::) the URL is built from the coordinator URL the worker was configured with,
- * which is known to reach the coordinator: `ws(s)://<host>[/prefix]/workers/<id>/stream`.
+ * when it is an absolute ws(s) or http(s) URL with a routable host, and not plain text where the
+ * coordinator URL is https; otherwise (relative, bound to 0.0.0.0 / ::, or a downgrade from TLS,
+ * as a proxy that terminates TLS without `X-Forwarded-Proto` makes it) the URL is built from the
+ * coordinator URL the worker was configured with, which is known to reach the coordinator:
+ * `ws(s)://<host>[/prefix]/workers/<id>/stream`. The worker's token never travels in plain text
+ * because of what the coordinator answered.
  */
 export function streamUrl(
   advertised: string | undefined,
@@ -34,18 +37,20 @@ export function streamUrl(
   workerId: string,
   since: number,
 ): URL {
-  const url = usableStreamUrl(advertised) ?? builtStreamUrl(coordinatorUrl, workerId);
+  const secure = coordinatorBase(coordinatorUrl).protocol === "https:";
+  const url = usableStreamUrl(advertised, secure) ?? builtStreamUrl(coordinatorUrl, workerId);
   url.searchParams.set("since", String(since));
   return url;
 }
 
-function usableStreamUrl(advertised: string | undefined): URL | undefined {
+function usableStreamUrl(advertised: string | undefined, secure: boolean): URL | undefined {
   if (advertised === undefined || !URL.canParse(advertised)) return undefined;
   const url = new URL(advertised);
   if (UNROUTABLE_HOSTS.has(url.hostname)) return undefined;
   if (url.protocol === "http:") url.protocol = "ws:";
   else if (url.protocol === "https:") url.protocol = "wss:";
-  return url.protocol === "ws:" || url.protocol === "wss:" ? url : undefined;
+  if (url.protocol === "wss:") return url;
+  return url.protocol === "ws:" && !secure ? url : undefined;
 }
 
 function builtStreamUrl(coordinatorUrl: string, workerId: string): URL {

@@ -24,6 +24,17 @@ describe("streamUrl", () => {
     );
   });
 
+  it("never steps down from TLS: a plain-text stream_url from an https coordinator is not used", () => {
+    for (const advertised of ["ws://c:80/workers/w/stream", "http://c/workers/w/stream"]) {
+      expect(streamUrl(advertised, "https://c/appproxy", "w", 3).href).toBe(
+        "wss://c/appproxy/workers/w/stream?since=3",
+      );
+    }
+    expect(streamUrl("wss://c2/workers/w/stream", "https://c", "w", 3).href).toBe(
+      "wss://c2/workers/w/stream?since=3",
+    );
+  });
+
   it("builds the URL from the coordinator URL when stream_url is relative", () => {
     expect(streamUrl("/workers/w/stream", "https://c:6030/prefix/", "w", 0).href).toBe(
       "wss://c:6030/prefix/workers/w/stream?since=0",
