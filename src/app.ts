@@ -2,7 +2,7 @@ import express, { type Express, type Router } from "express";
 import type { Knex } from "knex";
 import type { TokenRegistry } from "./auth/tokens.js";
 import { isReady } from "./db/database.js";
-import { errorHandler, unknownPath } from "./http/problem.js";
+import { errorHandler, noOptions, unknownPath } from "./http/problem.js";
 import { undecodablePath } from "./http/path.js";
 import { parseQuery } from "./http/query.js";
 import { requestLog } from "./http/request-log.js";
@@ -39,6 +39,7 @@ export function createApp(deps: AppDeps): Express {
   app.set("query parser", parseQuery);
   app.use(requestLog(deps.logger, deps.observeRequest));
   app.use(undecodablePath(deps.tokens));
+  app.use(noOptions);
   // The Manager's and the workers' paths first: the busiest, and every router a request walks
   // past costs it a match per layer. No path is served by two routers, so order is free.
   app.use(

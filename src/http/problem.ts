@@ -32,6 +32,15 @@ export const unknownPath: RequestHandler = (req) => {
   throw notFound(`No such path: ${req.method} ${req.path}`);
 };
 
+/**
+ * OPTIONS is served by no path. Express's routers would otherwise answer it themselves, 200 with
+ * an `Allow` header and without asking for a token, outside the contract.
+ */
+export const noOptions: RequestHandler = (req, res, next) => {
+  if (req.method === "OPTIONS") unknownPath(req, res, next);
+  else next();
+};
+
 interface BodyParserError {
   type?: unknown;
   status?: unknown;

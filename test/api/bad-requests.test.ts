@@ -23,7 +23,7 @@ type Lazy<T> = T | ((s: Seed) => T);
 
 interface Row {
   name: string;
-  method: "GET" | "POST" | "PATCH" | "DELETE";
+  method: "GET" | "POST" | "PATCH" | "DELETE" | "OPTIONS";
   path: Lazy<string>;
   /** Who calls; manager unless said otherwise. */
   as?: Caller;
@@ -1719,6 +1719,23 @@ const rows: Row[] = [
 
   // Paths that do not exist.
   { name: "an unknown path", method: "GET", path: "/nowhere", as: "none", status: 404 },
+  // No path answers OPTIONS, with or without a token (Express would list the methods, unasked).
+  {
+    name: "OPTIONS /routes without a token",
+    method: "OPTIONS",
+    path: "/routes",
+    as: "none",
+    status: 404,
+    unrouted: true,
+  },
+  {
+    name: "OPTIONS /workers/{id}",
+    method: "OPTIONS",
+    path: worker,
+    as: "admin",
+    status: 404,
+    unrouted: true,
+  },
   {
     name: "an unknown path under /workers",
     method: "POST",
