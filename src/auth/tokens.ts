@@ -1,4 +1,5 @@
 import { createHmac, hash, timingSafeEqual } from "node:crypto";
+import type { IncomingMessage } from "node:http";
 
 export type Role = "manager" | "registration" | "admin" | "worker";
 
@@ -66,6 +67,21 @@ export class TokenRegistry {
 }
 
 /** The bearer token of an Authorization header, or undefined. */
+/**
+ * The request's one Authorization header. Node keeps the first of several and drops the rest; a
+ * proxy in front may keep the last, so a request with two names no caller at all.
+ */
+export function authorizationOf(req: IncomingMessage): string | undefined {
+  let header: string | undefined;
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length !== 13 || raw[i]!.toLowerCase() !== "authorization") continue;
+    if (header !== undefined) return undefined;
+    header = raw[i + 1];
+  }
+  return header;
+}
+
 export function bearerToken(header: string | undefined): string | undefined {
   if (!header) return undefined;
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header);

@@ -1,10 +1,16 @@
 import type { Request, RequestHandler } from "express";
-import { bearerToken, type Principal, type Role, type TokenRegistry } from "../auth/tokens.js";
+import {
+  authorizationOf,
+  bearerToken,
+  type Principal,
+  type Role,
+  type TokenRegistry,
+} from "../auth/tokens.js";
 import { forbidden, unauthorized } from "../errors.js";
 
 /** The caller, from the bearer token; undefined when there is none or it is unknown. */
 export function principalOf(req: Request, tokens: TokenRegistry): Principal | undefined {
-  const token = bearerToken(req.get("authorization"));
+  const token = bearerToken(authorizationOf(req));
   return token ? tokens.identify(token) : undefined;
 }
 

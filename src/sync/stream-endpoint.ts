@@ -2,7 +2,7 @@ import type { IncomingMessage, Server } from "node:http";
 import type { Duplex } from "node:stream";
 import type { Knex } from "knex";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
-import { bearerToken, type TokenRegistry } from "../auth/tokens.js";
+import { authorizationOf, bearerToken, type TokenRegistry } from "../auth/tokens.js";
 import type { Logger } from "../logger.js";
 import { WorkerLookup } from "./worker-lookup.js";
 import { CloseCode, FrameError, MAX_INBOUND_FRAME_BYTES } from "./close-codes.js";
@@ -77,7 +77,7 @@ export function attachStreamEndpoint(deps: {
     if (!deps.accepting()) {
       return { status: 503, title: "Service Unavailable", detail: "The coordinator is stopping." };
     }
-    const token = bearerToken(req.headers.authorization);
+    const token = bearerToken(authorizationOf(req));
     const principal = token ? tokens.identify(token) : undefined;
     if (!principal) {
       return { status: 401, title: "Unauthorized", detail: "A valid worker token is required." };

@@ -1,3 +1,4 @@
+import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Api, startHarness, TOKENS } from "../support/harness.js";
 import {
@@ -1889,6 +1890,34 @@ describe("bad requests", () => {
     }
     if (row.status === 401) expect(res.headers.get("www-authenticate")).toMatch(/^Bearer\b/);
     if (row.status === 503) expect(res.headers.get("retry-after")).toBeTruthy();
+  });
+
+  it("takes two Authorization headers for no caller at all, whichever comes first", async () => {
+    for (const order of [
+      [TOKENS.manager, "no-such-token-0123456789abcdef"],
+      ["no-such-token-0123456789abcdef", TOKENS.manager],
+      [TOKENS.manager, TOKENS.manager],
+    ]) {
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = http.request(`${h.url}/routes`, {
+          method: "GET",
+          // An array keeps both headers; an object (and fetch) would fold them into one.
+          headers: [
+            "host",
+            new URL(h.url).host,
+            ...order.flatMap((token) => ["authorization", `Bearer ${token}`]),
+          ],
+        });
+        req.on("response", (res) => {
+          res.resume();
+          resolve(res.statusCode!);
+        });
+        req.on("error", reject);
+        req.end();
+      });
+      expect(status, order.join(" then ")).toBe(401);
+    }
+    expect((await h.manager.get("/routes")).status).toBe(200);
   });
 
   it("names the stranded route when the only worker cannot be removed", async () => {
