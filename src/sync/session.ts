@@ -34,6 +34,8 @@ export class WorkerSession {
   lastSeen = Date.now();
   missedPongs = 0;
   closed = false;
+  /** Bytes of frames over MAX_BUFFERED_BYTES each that the socket has not sent yet. */
+  private oversizedUnsent = 0;
   /** A snapshot for this stream waits in the hub's queue: more resync requests add nothing. */
   resyncQueued = false;
 
@@ -114,8 +116,16 @@ export class WorkerSession {
    */
   send(encoded: string): boolean {
     if (this.closed || this.socket.readyState !== this.socket.OPEN) return false;
-    this.socket.send(encoded);
-    if (this.socket.bufferedAmount > MAX_BUFFERED_BYTES) {
+    const bytes = Buffer.byteLength(encoded);
+    // A frame larger than the limit on its own (the snapshot of a table of some 14,000 routes or
+    // more) is not the worker falling behind: it does not count while it is being sent, or such a
+    // worker could never hold its table.
+    const oversized = bytes > MAX_BUFFERED_BYTES;
+    if (oversized) this.oversizedUnsent += bytes;
+    this.socket.send(encoded, () => {
+      if (oversized) this.oversizedUnsent -= bytes;
+    });
+    if (this.socket.bufferedAmount - this.oversizedUnsent > MAX_BUFFERED_BYTES) {
       this.closeWith(CloseCode.TooSlow, FrameError.TooSlow, "unsent data passed 8 MiB");
       return false;
     }

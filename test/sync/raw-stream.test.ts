@@ -449,6 +449,39 @@ describe("stream lifecycle and limits", () => {
     expect((await stream.closedWithin()).code).toBe(1009);
   });
 
+  it("sends a table larger than 8 MiB as one snapshot, and keeps the stream open", async () => {
+    const w = await registerWorker(
+      h.registration,
+      portWorker({ port_range: [22000, 22999], protocols: ["http"] }),
+    );
+    // Routes of about 25 KB each; 360 of them make a snapshot of about 9 MiB.
+    const bigRoute = () =>
+      routeBody({
+        worker_id: w.worker.id,
+        labels: Object.fromEntries(
+          Array.from({ length: 64 }, (_, i) => [`label-${i}-${"k".repeat(50)}`, "v".repeat(255)]),
+        ),
+        allowed_client_ips: Array.from({ length: 256 }, (_, i) => `10.${i}.0.0/16`),
+      });
+    for (let batch = 0; batch < 12; batch++) {
+      const res = await h.manager.post("/routes/batch", {
+        routes: Array.from({ length: 30 }, bigRoute),
+      });
+      expect(res.status).toBe(201);
+    }
+    const stream = await open(w);
+    await stream.expect("hello");
+    const snapshot = await stream.expect("snapshot", 30_000);
+    expect((snapshot.routes as unknown[]).length).toBe(360);
+    expect(JSON.stringify(snapshot).length).toBeGreaterThan(8 * 1024 * 1024);
+    stream.send({ type: "ack", version: snapshot.version, digest: snapshot.digest });
+    // Not taken for a worker that fell behind: the next change comes as a diff on this stream.
+    const { version } = await createRoute(w.worker.id);
+    expect(await stream.next(10_000)).toMatchObject({ type: "diff", to: version });
+    expect(stream.closeInfo).toBeUndefined();
+    await stream.close();
+  });
+
   it("closes a worker that stops reading with 4008 once more than 8 MiB waits for it", async () => {
     const w = await registerWorker(
       h.registration,
