@@ -1,5 +1,15 @@
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import path from "node:path";
 import { ConfigError, type Config } from "../config.js";
 
@@ -52,12 +62,33 @@ export function resolveSecrets(config: Config): {
   };
   if (generated.length > 0) {
     mkdirSync(path.dirname(file), { recursive: true });
-    // Whole or not at all: a start-up killed while writing leaves the old file, not half of one.
-    const partial = `${file}.${process.pid}.tmp`;
-    writeFileSync(partial, JSON.stringify(stored, null, 2) + "\n", { mode: 0o600, flush: true });
-    renameSync(partial, file);
+    writeWhole(file, JSON.stringify(stored, null, 2) + "\n");
   }
   return { secrets, generated };
+}
+
+/**
+ * Writes `text` to `file` whole or not at all: into a new file of mode 0600 beside it (created
+ * exclusively, so never one left by someone else), flushed, renamed over `file`, and the rename
+ * flushed with its directory. A start-up killed while writing leaves the old file, not half of one;
+ * a failed write leaves no copy of the secrets behind.
+ */
+function writeWhole(file: string, text: string): void {
+  const partial = `${file}.${process.pid}.tmp`;
+  rmSync(partial, { force: true });
+  try {
+    writeFileSync(partial, text, { mode: 0o600, flag: "wx", flush: true });
+    renameSync(partial, file);
+  } catch (error) {
+    rmSync(partial, { force: true });
+    throw error;
+  }
+  const dir = openSync(path.dirname(file), "r");
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
+  }
 }
 
 /**

@@ -66,7 +66,6 @@ export class TokenRegistry {
   }
 }
 
-/** The bearer token of an Authorization header, or undefined. */
 /**
  * The request's one Authorization header. Node keeps the first of several and drops the rest; a
  * proxy in front may keep the last, so a request with two names no caller at all.
@@ -82,6 +81,7 @@ export function authorizationOf(req: IncomingMessage): string | undefined {
   return header;
 }
 
+/** The bearer token of an Authorization header, or undefined. */
 export function bearerToken(header: string | undefined): string | undefined {
   if (!header) return undefined;
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header);

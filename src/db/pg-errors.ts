@@ -25,23 +25,29 @@ const CONSTRAINT_MESSAGES: Record<string, string> = {
 };
 
 /**
- * Driver messages of the same, for errors that carry no code: node-postgres' own ("Connection
- * terminated unexpectedly", a client "not queryable" after its connection failed), knex's pool,
- * PGlite's, and PostgreSQL's refusal of a database closed to connections (SQLSTATE 55000, which
- * also names errors that have nothing to do with connections).
+ * Driver messages of the same, for errors that carry no SQLSTATE: node-postgres' own ("Connection
+ * terminated unexpectedly", a client "not queryable" after its connection failed), knex's pool's,
+ * PGlite's.
  */
 const CONNECTION_MESSAGES =
-  /Connection terminated|Connection ended unexpectedly|connection is closed|is not queryable|is not currently accepting connections|Knex: Timeout acquiring a connection|PGlite is closed/i;
+  /Connection terminated|Connection ended unexpectedly|connection is closed|is not queryable|Knex: Timeout acquiring a connection|PGlite is closed/i;
 
 /** True for errors that mean the database could not be reached or dropped us. */
 export function isConnectionError(error: unknown): boolean {
-  if (typeof error !== "object" || error === null) return false;
+  if (typeof error !== "object" || error === null || isAppError(error)) return false;
   const { code, message } = error as DriverError;
-  if (typeof code === "string" && (CONNECTION_CODES.has(code) || code.startsWith("08"))) {
-    return true;
+  const text = typeof message === "string" ? message : "";
+  if (typeof code === "string" && SQLSTATE.test(code)) {
+    // PostgreSQL answered: only its codes say what happened (a message may quote anyone's text).
+    if (CONNECTION_CODES.has(code) || code.startsWith("08")) return true;
+    return code === "55000" && /is not currently accepting connections/.test(text);
   }
-  return typeof message === "string" && CONNECTION_MESSAGES.test(message);
+  if (typeof code === "string" && CONNECTION_CODES.has(code)) return true;
+  return CONNECTION_MESSAGES.test(text);
 }
+
+/** A PostgreSQL error code: five digits or capital letters (node's own codes are longer). */
+const SQLSTATE = /^[0-9A-Z]{5}$/;
 
 /** Translates driver errors so that services never see PostgreSQL codes. */
 export function translateDatabaseError(error: unknown): unknown {

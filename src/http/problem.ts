@@ -58,10 +58,10 @@ function fromBodyParser(error: unknown): AppError | undefined {
   }
   if (type === "request.aborted") return badRequest("The request was aborted.");
   if (typeof type === "string") return badRequest("The body could not be read.");
-  // zlib's own errors (Z_DATA_ERROR, Z_BUF_ERROR, …) reach here unwrapped: a body that its
-  // Content-Encoding says is gzip or deflate, and is not.
+  // zlib's own errors reach here unwrapped: a body that its Content-Encoding says is gzip or
+  // deflate (Z_DATA_ERROR, Z_BUF_ERROR, …) or br (ERR__ERROR_FORMAT_…), and is not.
   const { code } = error as { code?: unknown };
-  if (typeof code === "string" && code.startsWith("Z_")) {
+  if (typeof code === "string" && (code.startsWith("Z_") || code.startsWith("ERR__ERROR_"))) {
     return badRequest("The body is not valid data of its Content-Encoding.");
   }
   return undefined;

@@ -1,5 +1,6 @@
 import type Joi from "joi";
 import { validationFailed, type FieldProblem } from "../errors.js";
+import { isStorable } from "../shared/text.js";
 
 /**
  * What a value may not carry, found anywhere in it: own `__proto__` keys (JSON.parse makes them
@@ -21,18 +22,18 @@ function smuggled(value: unknown): Array<{ parts: string[]; message: string }> {
   };
   const found: Array<{ parts: string[]; message: string }> = [];
   const stack: Visit[] = [{ node: value, key: "", parent: undefined }];
-  while (stack.length > 0) {
+  while (stack.length > 0 && found.length < MAX_REPORTED) {
     const visit = stack.pop()!;
     const { node } = visit;
     if (typeof node === "string") {
-      if (UNSTORABLE.test(node)) found.push({ parts: pathOf(visit), message: UNSTORABLE_TEXT });
+      if (!isStorable(node)) found.push({ parts: pathOf(visit), message: UNSTORABLE_TEXT });
       continue;
     }
     if (typeof node !== "object" || node === null) continue;
     for (const key of Object.keys(node)) {
       const child: Visit = { node: (node as Record<string, unknown>)[key], key, parent: visit };
       if (key === "__proto__") found.push({ parts: pathOf(child), message: "is not allowed" });
-      else if (UNSTORABLE.test(key)) {
+      else if (!isStorable(key)) {
         found.push({ parts: pathOf(child), message: `has a key that ${UNSTORABLE_TEXT}` });
       }
       if (typeof child.node === "object" || typeof child.node === "string") stack.push(child);
@@ -41,10 +42,9 @@ function smuggled(value: unknown): Array<{ parts: string[]; message: string }> {
   return found;
 }
 
-/** A NUL character, or a surrogate that is not half of a pair. */
-// eslint-disable-next-line no-control-regex -- NUL is exactly what it looks for.
-const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 const UNSTORABLE_TEXT = "must not contain NUL characters or unpaired surrogates";
+/** Problems of this kind named in one answer: a body of a million NULs needs no million lines. */
+const MAX_REPORTED = 100;
 
 const PREFERENCES: Joi.ValidationOptions = {
   abortEarly: false,

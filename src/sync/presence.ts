@@ -1,6 +1,7 @@
 import type { Knex } from "knex";
 import { Channel } from "../db/channels.js";
 import type { Logger } from "../logger.js";
+import { storable } from "../shared/text.js";
 
 /** Acknowledgements someone may be waiting for (wait=applied on another instance). */
 const ACK_FLUSH_MS = 5;
@@ -64,21 +65,29 @@ export class PresenceWriter {
 
   /**
    * Records the worker's last nack. While one is being written, later ones wait and only the
-   * newest is written after it: a worker sending nacks in a loop costs one write at a time.
+   * newest is written after it: a worker sending nacks in a loop costs one write at a time. Text
+   * PostgreSQL cannot store (NUL, unpaired surrogates) is replaced, so that no nack is refused.
    */
   async nacked(workerId: string, nack: Nack): Promise<void> {
-    this.nacks.set(workerId, nack);
+    this.nacks.set(workerId, { ...nack, error: storable(nack.error) });
     if (this.nackWriting.has(workerId)) return;
     this.nackWriting.add(workerId);
     try {
       for (let next = this.nacks.get(workerId); next; next = this.nacks.get(workerId)) {
         this.nacks.delete(workerId);
-        await this.knex("workers")
-          .where({ id: workerId })
-          .update({ last_nack: JSON.stringify(next) });
+        try {
+          await this.knex("workers")
+            .where({ id: workerId })
+            .update({ last_nack: JSON.stringify(next) });
+        } catch (error) {
+          // The next one, if any, is still written.
+          this.logger.warn("could not record a nack", {
+            worker_id: workerId,
+            error: String(error),
+          });
+        }
       }
     } finally {
-      this.nacks.delete(workerId);
       this.nackWriting.delete(workerId);
     }
   }

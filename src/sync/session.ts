@@ -34,8 +34,10 @@ export class WorkerSession {
   lastSeen = Date.now();
   missedPongs = 0;
   closed = false;
-  /** Bytes of frames over MAX_BUFFERED_BYTES each that the socket has not sent yet. */
-  private oversizedUnsent = 0;
+  /** Length of every frame handed to the socket so far (see send). */
+  private enqueued = 0;
+  /** The one frame over MAX_BUFFERED_BYTES being sent: where it starts in `enqueued`, its size. */
+  private oversized: { start: number; size: number } | undefined;
   /** A snapshot for this stream waits in the hub's queue: more resync requests add nothing. */
   resyncQueued = false;
 
@@ -116,20 +118,31 @@ export class WorkerSession {
    */
   send(encoded: string): boolean {
     if (this.closed || this.socket.readyState !== this.socket.OPEN) return false;
-    const bytes = Buffer.byteLength(encoded);
     // A frame larger than the limit on its own (the snapshot of a table of some 14,000 routes or
-    // more) is not the worker falling behind: it does not count while it is being sent, or such a
-    // worker could never hold its table.
-    const oversized = bytes > MAX_BUFFERED_BYTES;
-    if (oversized) this.oversizedUnsent += bytes;
-    this.socket.send(encoded, () => {
-      if (oversized) this.oversizedUnsent -= bytes;
-    });
-    if (this.socket.bufferedAmount - this.oversizedUnsent > MAX_BUFFERED_BYTES) {
+    // more) is not the worker falling behind: what is left of it to send does not count, or such
+    // a worker could never hold its table. One such frame at a time: one queued behind another
+    // counts in full. Sizes are string lengths, as bufferedAmount counts a frame written as text.
+    if (encoded.length > MAX_BUFFERED_BYTES && this.oversizedLeft() === 0) {
+      this.oversized = { start: this.enqueued, size: encoded.length };
+    }
+    this.enqueued += encoded.length;
+    this.socket.send(encoded);
+    if (this.socket.bufferedAmount - this.oversizedLeft() > MAX_BUFFERED_BYTES) {
       this.closeWith(CloseCode.TooSlow, FrameError.TooSlow, "unsent data passed 8 MiB");
       return false;
     }
     return true;
+  }
+
+  /** What the socket has still to send of the one oversized frame it is sending, else 0. */
+  private oversizedLeft(): number {
+    if (!this.oversized) return 0;
+    // The socket sends in order: everything before the first byte still buffered has gone.
+    const sent = this.enqueued - this.socket.bufferedAmount;
+    const { start, size } = this.oversized;
+    const left = Math.min(size, Math.max(0, start + size - sent));
+    if (left === 0) this.oversized = undefined;
+    return left;
   }
 
   sendFrame(frame: OutboundFrame): boolean {

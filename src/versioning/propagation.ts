@@ -2,6 +2,11 @@ import type { Knex } from "knex";
 
 const FIRST_POLL_MS = 5;
 const MAX_POLL_MS = 50;
+/**
+ * How long past the deadline a read of acknowledgements may take and still count: the read at the
+ * deadline answers a healthy database's wait; an unreachable one delays the answer by this much.
+ */
+const READ_GRACE_MS = 100;
 /** How often the database is asked about workers whose acknowledgements arrive here anyway. */
 const STREAMING_HERE_CHECK_MS = 100;
 
@@ -65,8 +70,14 @@ export class PropagationWatch {
     const deadline = Date.now() + timeoutMs;
     let pollMs = FIRST_POLL_MS;
     let wake: (() => void) | undefined;
-    const onAck: AckListener = (workerId, acked) => {
-      if (acked >= version && pending.delete(workerId) && pending.size === 0) wake?.();
+    // Settles once acknowledgements here leave nothing pending, also while a read is under way.
+    let allAcked!: () => void;
+    const acked = new Promise<undefined>((resolve) => (allAcked = () => resolve(undefined)));
+    const onAck: AckListener = (workerId, ackedVersion) => {
+      if (ackedVersion >= version && pending.delete(workerId) && pending.size === 0) {
+        wake?.();
+        allAcked();
+      }
     };
     const watched = [...pending];
     for (const id of watched) this.listen(id, onAck);
@@ -91,7 +102,7 @@ export class PropagationWatch {
         const hereOnly = [...pending].every((id) => this.streamsHere(id));
         const now = Date.now();
         if (!hereOnly || now - lastRead >= STREAMING_HERE_CHECK_MS || now >= deadline) {
-          const failed = await this.readAppliedBy(deadline, version, pending);
+          const failed = await this.readAppliedBy(deadline, version, pending, acked);
           // One report per wait: a wait polls every few milliseconds through an outage.
           if (failed !== undefined && !reported) this.onReadError(failed.error);
           reported ||= failed !== undefined;
@@ -113,23 +124,28 @@ export class PropagationWatch {
   }
 
   /**
-   * readApplied, given up on (the workers left pending) at the deadline; its error, if it failed.
+   * readApplied, given up on (the workers left pending) READ_GRACE_MS after the deadline, or as
+   * soon as acknowledgements here leave nothing pending (`acked`); its error, if it failed.
    */
   private async readAppliedBy(
     deadline: number,
     version: number,
     pending: Set<string>,
+    acked: Promise<undefined>,
   ): Promise<{ error: unknown } | undefined> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<undefined>((resolve) => {
-      timer = setTimeout(() => resolve(undefined), Math.max(0, deadline - Date.now()));
+      timer = setTimeout(
+        () => resolve(undefined),
+        Math.max(0, deadline - Date.now()) + READ_GRACE_MS,
+      );
     });
     const read = this.readApplied(version, pending).then(
       () => undefined,
       (error: unknown) => ({ error }),
     );
     try {
-      return await Promise.race([read, late]);
+      return await Promise.race([read, late, acked]);
     } finally {
       clearTimeout(timer);
     }

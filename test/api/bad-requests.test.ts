@@ -1717,6 +1717,14 @@ const rows: Row[] = [
     headers: { "content-encoding": "gzip" },
     status: 400,
   },
+  {
+    name: "POST /routes: a body that Content-Encoding calls br and is not",
+    method: "POST",
+    path: "/routes",
+    raw: JSON.stringify(newRoute()),
+    headers: { "content-encoding": "br" },
+    status: 400,
+  },
 
   // Paths that do not exist.
   { name: "an unknown path", method: "GET", path: "/nowhere", as: "none", status: 404 },

@@ -413,8 +413,10 @@ describe("a worker that repeats itself", () => {
     const w = await registerWorker(h.registration);
     const { stream } = await openSynced(w);
     for (let i = 1; i <= 500; i++) stream.send({ type: "nack", version: i, error: `nack ${i}` });
+    // The last one's text holds a NUL, which PostgreSQL cannot store: it is replaced, not lost.
+    stream.send({ type: "nack", version: 501, error: "nack 501\u0000" });
     await waitFor(
-      async () => (await getWorker(w.worker.id)).last_nack?.error === "nack 500",
+      async () => (await getWorker(w.worker.id)).last_nack?.error === "nack 501\uFFFD",
       10_000,
       "the last nack",
     );
@@ -449,12 +451,12 @@ describe("stream lifecycle and limits", () => {
     expect((await stream.closedWithin()).code).toBe(1009);
   });
 
-  it("sends a table larger than 8 MiB as one snapshot, and keeps the stream open", async () => {
+  /** A worker whose table's snapshot is about 9 MiB: 360 routes of about 25 KB each. */
+  async function workerWithBigTable(ports: [number, number]): Promise<WorkerAnswer> {
     const w = await registerWorker(
       h.registration,
-      portWorker({ port_range: [22000, 22999], protocols: ["http"] }),
+      portWorker({ port_range: ports, protocols: ["http"] }),
     );
-    // Routes of about 25 KB each; 360 of them make a snapshot of about 9 MiB.
     const bigRoute = () =>
       routeBody({
         worker_id: w.worker.id,
@@ -469,6 +471,11 @@ describe("stream lifecycle and limits", () => {
       });
       expect(res.status).toBe(201);
     }
+    return w;
+  }
+
+  it("sends a table larger than 8 MiB as one snapshot, and keeps the stream open", async () => {
+    const w = await workerWithBigTable([22000, 22999]);
     const stream = await open(w);
     await stream.expect("hello");
     const snapshot = await stream.expect("snapshot", 30_000);
@@ -480,6 +487,39 @@ describe("stream lifecycle and limits", () => {
     expect(await stream.next(10_000)).toMatchObject({ type: "diff", to: version });
     expect(stream.closeInfo).toBeUndefined();
     await stream.close();
+  });
+
+  it("counts a second oversized snapshot behind the first: a worker asking for them unread gets 4008", async () => {
+    const w = await workerWithBigTable([23000, 23999]);
+    const wire = await WireStream.open(h.url, w.worker.id, w.token);
+    wires.push(wire);
+    await wire.until(() => wire.frames.length >= 2, 30_000, "hello and snapshot");
+    wire.socket.pause();
+    const snapshotsOut = async () =>
+      samplesOf(
+        parsePrometheus((await h.anonymous.get<string>("/metrics")).body),
+        "appproxy_stream_frames_total",
+        { direction: "out", type: "snapshot" },
+      ).reduce((n, sample) => n + sample.value, 0);
+    // Snapshots asked for and not read fill the kernel's buffers first (several MiB), then the
+    // coordinator's; the one oversized frame it is sending does not count, one more behind it
+    // does. Without that, each snapshot would be exempt and memory would grow a table per ask.
+    const hub = h.coordinator.hub;
+    let asked = 0;
+    while (hub.streaming(w.worker.id) && asked < 8) {
+      const before = await snapshotsOut();
+      wire.sendText(JSON.stringify({ type: "resync" }));
+      asked += 1;
+      await waitFor(
+        async () => !hub.streaming(w.worker.id) || (await snapshotsOut()) > before,
+        10_000,
+        "a snapshot or the close",
+      );
+    }
+    expect(hub.streaming(w.worker.id)).toBe(false);
+    wire.socket.resume();
+    await wire.until(() => wire.closeCode !== undefined, 30_000, "the close frame");
+    expect(wire.closeCode).toBe(4008);
   });
 
   it("closes a worker that stops reading with 4008 once more than 8 MiB waits for it", async () => {

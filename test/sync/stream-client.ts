@@ -266,6 +266,11 @@ export class WireStream {
     }
   }
 
+  /** Sends a text frame (writing goes on while reading is paused). */
+  sendText(text: string): void {
+    this.socket.write(maskedFrame(0x1, Buffer.from(text, "utf8")));
+  }
+
   /** Answers the coordinator's close frame, as every WebSocket peer does. */
   replyClose(code: number): void {
     const payload = Buffer.alloc(2);

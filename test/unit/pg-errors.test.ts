@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { isAppError } from "../../src/errors.js";
+import { conflict, isAppError } from "../../src/errors.js";
 import { isConnectionError, translateDatabaseError } from "../../src/db/pg-errors.js";
 
 const withCode = (code: string, message = "") => Object.assign(new Error(message), { code });
@@ -30,6 +30,10 @@ describe("database errors", () => {
   it("leaves other errors alone, and answers unique violations 409", () => {
     const other = withCode("55000", "cannot lock rows in materialized view");
     expect(isConnectionError(other)).toBe(false);
+    // PostgreSQL's own code decides, whatever text of the caller's its message quotes.
+    const quoting = withCode("22P02", 'invalid input syntax for type uuid: "connection is closed"');
+    expect(isConnectionError(quoting)).toBe(false);
+    expect(isConnectionError(conflict("Connection terminated: a route of that name"))).toBe(false);
     expect(translateDatabaseError(other)).toBe(other);
     const taken = Object.assign(withCode("23505"), { constraint: "routes_worker_port_unique" });
     const translated = translateDatabaseError(taken);
