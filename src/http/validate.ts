@@ -31,12 +31,21 @@ function smuggled(value: unknown): Array<{ parts: string[]; message: string }> {
     }
     if (typeof node !== "object" || node === null) continue;
     for (const key of Object.keys(node)) {
-      const child: Visit = { node: (node as Record<string, unknown>)[key], key, parent: visit };
-      if (key === "__proto__") found.push({ parts: pathOf(child), message: "is not allowed" });
-      else if (!isStorable(key)) {
-        found.push({ parts: pathOf(child), message: `has a key that ${UNSTORABLE_TEXT}` });
-      }
-      if (typeof child.node === "object" || typeof child.node === "string") stack.push(child);
+      const inner = (node as Record<string, unknown>)[key];
+      const badKey =
+        key === "__proto__"
+          ? "is not allowed"
+          : isStorable(key)
+            ? undefined
+            : `has a key that ${UNSTORABLE_TEXT}`;
+      const badText = typeof inner === "string" && !isStorable(inner);
+      const nested = typeof inner === "object" && inner !== null;
+      // Most keys are none of these: no record of them is made.
+      if (badKey === undefined && !badText && !nested) continue;
+      const child: Visit = { node: inner, key, parent: visit };
+      if (badKey !== undefined) found.push({ parts: pathOf(child), message: badKey });
+      if (badText) found.push({ parts: pathOf(child), message: UNSTORABLE_TEXT });
+      if (nested) stack.push(child);
     }
   }
   return found;

@@ -1,16 +1,19 @@
-/**
- * Text PostgreSQL cannot store: a NUL character (text and jsonb refuse it), or a surrogate that is
- * not half of a pair (no UTF-8 encoding exists for it).
- */
-// eslint-disable-next-line no-control-regex -- NUL is exactly what it looks for.
-const UNSTORABLE = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+/** What ES2024 strings offer and the ES2023 library of this project does not declare. */
+interface WellFormed {
+  isWellFormed(): boolean;
+  toWellFormed(): string;
+}
 
-/** Whether PostgreSQL can store `text` as it is. */
+/**
+ * Whether PostgreSQL can store `text` as it is: no NUL character (text and jsonb refuse it), and
+ * no surrogate that is not half of a pair (no UTF-8 encoding exists for it).
+ */
 export function isStorable(text: string): boolean {
-  return !UNSTORABLE.test(text);
+  return !text.includes("\0") && (text as unknown as WellFormed).isWellFormed();
 }
 
 /** `text` with what PostgreSQL cannot store replaced by U+FFFD. */
 export function storable(text: string): string {
-  return isStorable(text) ? text : text.replace(new RegExp(UNSTORABLE.source, "g"), "\uFFFD");
+  if (isStorable(text)) return text;
+  return (text as unknown as WellFormed).toWellFormed().replaceAll("\0", "\uFFFD");
 }

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import type { WebSocket } from "ws";
 import { routeUrl } from "../../src/routes/model.js";
+import { isStorable, storable } from "../../src/shared/text.js";
 import { closeCodeLabel } from "../../src/sync/close-codes.js";
 import { workerDigest } from "../../src/sync/digest.js";
 import { parseInbound } from "../../src/sync/frames.js";
@@ -187,5 +188,18 @@ describe("closeReason", () => {
       expect(text.startsWith(cut.slice(0, -1))).toBe(true);
       expect(cut).not.toContain("\uFFFD");
     }
+  });
+});
+
+describe("storable text", () => {
+  it("refuses NUL and unpaired surrogates, keeps pairs, and replaces what it refuses", () => {
+    for (const ok of ["", "jupyter", "é€😀", "a\ud83d\ude00b"])
+      expect(isStorable(ok), ok).toBe(true);
+    for (const bad of ["a\u0000b", "\ud800", "x\udc00", "\ude00\ud83d"]) {
+      expect(isStorable(bad), JSON.stringify(bad)).toBe(false);
+      expect(isStorable(storable(bad))).toBe(true);
+    }
+    expect(storable("nack\u0000 \ud800!")).toBe("nack\uFFFD \uFFFD!");
+    expect(storable("😀")).toBe("😀");
   });
 });
