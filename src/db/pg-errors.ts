@@ -46,8 +46,11 @@ export function isConnectionError(error: unknown): boolean {
   return CONNECTION_MESSAGES.test(text);
 }
 
-/** A PostgreSQL error code: five digits or capital letters (node's own codes are longer). */
-const SQLSTATE = /^[0-9A-Z]{5}$/;
+/**
+ * A PostgreSQL error code: five digits or capital letters, in no class that starts with E, so
+ * that node's system codes (EPIPE, ECONNRESET, …) are not taken for one.
+ */
+const SQLSTATE = /^[0-9A-DF-Z][0-9A-Z]{4}$/;
 
 /** Translates driver errors so that services never see PostgreSQL codes. */
 export function translateDatabaseError(error: unknown): unknown {

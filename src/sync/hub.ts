@@ -353,8 +353,7 @@ export class Hub {
           frame.version >= session.changedAt && session.changedAt > session.acked;
         session.acked = Math.max(session.acked, frame.version);
         this.presence.acknowledged(session.workerId, frame.version, coversChange);
-        // A closing stream's acknowledgement still counts, through the database (see detach).
-        if (!session.closed) this.watch.acknowledged(session.workerId, frame.version);
+        this.watch.acknowledged(session.workerId, frame.version);
         this.events.acknowledged?.(
           session.workerId,
           frame.version,

@@ -69,31 +69,24 @@ export class PropagationWatch {
     if (pending.size === 0) return true;
     const deadline = Date.now() + timeoutMs;
     let pollMs = FIRST_POLL_MS;
-    let wake: (() => void) | undefined;
-    // Settles once acknowledgements here leave nothing pending, also while a read is under way.
+    // Settles once acknowledgements here leave nothing pending: ends a pause or a read at once.
     let allAcked!: () => void;
     const acked = new Promise<undefined>((resolve) => (allAcked = () => resolve(undefined)));
     const onAck: AckListener = (workerId, ackedVersion) => {
-      if (ackedVersion >= version && pending.delete(workerId) && pending.size === 0) {
-        wake?.();
-        allAcked();
-      }
+      if (ackedVersion >= version && pending.delete(workerId) && pending.size === 0) allAcked();
     };
     const watched = [...pending];
     for (const id of watched) this.listen(id, onAck);
     let reported = false;
-    const pause = (ms: number) =>
-      new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          wake = undefined;
-          resolve();
-        }, ms);
-        wake = () => {
-          clearTimeout(timer);
-          wake = undefined;
-          resolve();
-        };
-      });
+    const pause = async (ms: number) => {
+      let timer: NodeJS.Timeout | undefined;
+      const elapsed = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+      try {
+        await Promise.race([elapsed, acked]);
+      } finally {
+        clearTimeout(timer);
+      }
+    };
     try {
       await pause(Math.min(pollMs, Math.max(0, deadline - Date.now())));
       let lastRead = Date.now() - FIRST_POLL_MS;

@@ -122,14 +122,7 @@ describe("WorkerClient activity frames against a fake coordinator", () => {
 
   it("sends activity for 40 000 routes as several frames under 1 MiB, each route once", async () => {
     const routeCount = 40_000;
-    const created = new WorkerClient({
-      coordinatorUrl: fake.url,
-      registrationToken: "registration-token",
-      registration,
-      reconnectMinMs: 10,
-      reconnectMaxMs: 50,
-      activityIntervalMs: 60_000,
-    });
+    const created = fake.client(registration, { activityIntervalMs: 60_000 });
     client = created;
     const disconnected: DisconnectedEvent[] = [];
     created.on("disconnected", (event) => disconnected.push(event));

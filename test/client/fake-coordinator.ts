@@ -7,7 +7,12 @@ import {
 import type { AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import WebSocket, { WebSocketServer } from "ws";
-import type { Route } from "../../src/client/index.js";
+import {
+  WorkerClient,
+  type Route,
+  type WorkerClientOptions,
+  type WorkerRegistration,
+} from "../../src/client/index.js";
 
 export interface RecordedRegistration {
   headers: IncomingHttpHeaders;
@@ -108,6 +113,21 @@ export class FakeCoordinator {
 
   get port(): number {
     return (this.#server.address() as AddressInfo).port;
+  }
+
+  /** A worker client of this fake that reconnects within milliseconds; not started. */
+  client(
+    registration: WorkerRegistration,
+    overrides: Partial<WorkerClientOptions> = {},
+  ): WorkerClient {
+    return new WorkerClient({
+      coordinatorUrl: this.url,
+      registrationToken: "registration-token",
+      registration,
+      reconnectMinMs: 10,
+      reconnectMaxMs: 50,
+      ...overrides,
+    });
   }
 
   get url(): string {

@@ -62,15 +62,7 @@ describe("WorkerClient against a fake coordinator", () => {
     client: WorkerClient;
     observed: Observed;
   } {
-    const created = new WorkerClient({
-      coordinatorUrl: fake.url,
-      registrationToken: "registration-token",
-      registration,
-      reconnectMinMs: 10,
-      reconnectMaxMs: 50,
-      activityIntervalMs: 200,
-      ...overrides,
-    });
+    const created = fake.client(registration, { activityIntervalMs: 200, ...overrides });
     const observed: Observed = {
       registered: [],
       changes: [],
