@@ -1,6 +1,7 @@
 import type { Knex } from "knex";
 import { describe, expect, it, vi } from "vitest";
 import { PropagationWatch } from "../../src/versioning/propagation.js";
+import { waitFor } from "../client/wait-for.js";
 
 /** A stand-in for the `workers` table: the applied versions it holds, and how often it was read. */
 function fakeDatabase(applied: Record<string, number>) {
@@ -128,7 +129,7 @@ describe("waiting until workers applied a version", () => {
     const watch = new PropagationWatch(db.knex, (error) => errors.push(error));
     db.outage.error = new Error("Connection terminated unexpectedly");
     const waiting = watch.waitApplied(40, ["w1"], 5000);
-    await waitUntil(() => db.reads.length >= 3);
+    await waitFor(() => db.reads.length >= 3, 2000, "three failed reads");
     // The database is back, and says another instance's worker applied the version.
     db.applied.w1 = 40;
     delete db.outage.error;
@@ -178,12 +179,3 @@ describe("an acknowledgement during a read that hangs", () => {
     }
   });
 });
-
-/** Polls `check` every millisecond, for at most 2 s. */
-async function waitUntil(check: () => boolean): Promise<void> {
-  const deadline = Date.now() + 2000;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error("condition not met within 2 s");
-    await new Promise((r) => setTimeout(r, 1));
-  }
-}
