@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { createApp } from "./app.js";
+import { answerClientError } from "./http/client-error.js";
 import { createHttpServer } from "./http/server.js";
 import type { Secrets } from "./auth/secrets.js";
 import { TokenRegistry } from "./auth/tokens.js";
@@ -165,6 +166,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
   const server = createHttpServer(app);
   server.headersTimeout = 30_000;
   server.requestTimeout = 60_000;
+  server.on("clientError", answerClientError(logger));
   const wss = attachStreamEndpoint({
     server,
     hub,

@@ -49,10 +49,14 @@ export const conflict = (
   });
 export const preconditionFailed = (detail: string) =>
   new AppError(412, "precondition_failed", "Precondition Failed", detail);
+export const requestTimeout = (detail: string) =>
+  new AppError(408, "request_timeout", "Request Timeout", detail);
 export const payloadTooLarge = (detail: string) =>
   new AppError(413, "payload_too_large", "Payload Too Large", detail);
 export const unsupportedMediaType = (detail: string) =>
   new AppError(415, "unsupported_media_type", "Unsupported Media Type", detail);
+export const headersTooLarge = (detail: string) =>
+  new AppError(431, "headers_too_large", "Request Header Fields Too Large", detail);
 export const unprocessable = (detail: string, errors?: FieldProblem[]) =>
   new AppError(422, "unprocessable", "Unprocessable Content", detail, errors ? { errors } : {});
 export const unavailable = (detail: string, retryAfterS = 5) =>

@@ -10,22 +10,22 @@ import {
 import type { Logger } from "../logger.js";
 import { translateDatabaseError } from "../db/pg-errors.js";
 
+/** An AppError as the RFC 9457 problem+json body every error answer carries. */
+export function problemBody(error: AppError): string {
+  return JSON.stringify({
+    type: `urn:appproxy:problem:${error.code}`,
+    title: error.title,
+    status: error.status,
+    detail: error.message,
+    ...(error.extra.errors ? { errors: error.extra.errors } : {}),
+    ...(error.extra.details ?? {}),
+  });
+}
+
 /** Writes an AppError as RFC 9457 problem+json. */
 export function sendProblem(res: Response, error: AppError): void {
   for (const [name, value] of Object.entries(error.extra.headers ?? {})) res.setHeader(name, value);
-  res
-    .status(error.status)
-    .type("application/problem+json")
-    .send(
-      JSON.stringify({
-        type: `urn:appproxy:problem:${error.code}`,
-        title: error.title,
-        status: error.status,
-        detail: error.message,
-        ...(error.extra.errors ? { errors: error.extra.errors } : {}),
-        ...(error.extra.details ?? {}),
-      }),
-    );
+  res.status(error.status).type("application/problem+json").send(problemBody(error));
 }
 
 export const unknownPath: RequestHandler = (req) => {
