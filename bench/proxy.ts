@@ -1,0 +1,189 @@
+/**
+ * `npm run bench:proxy`: the data plane against its peers on one machine in one run. The
+ * upstream app and the load generator run in processes of their own on one core; each proxy
+ * (nginx from Debian, configurable-http-proxy from npm) runs alone on the other core in turn.
+ * A direct request to the upstream is the baseline latencies are added to.
+ *
+ * Settings: BENCH_PROXY_SECONDS (each closed-loop and fixed-rate phase, default 10),
+ * BENCH_PROXY_IDLE (idle WebSockets, default 10,000 or what the open-file limit allows),
+ * BENCH_PROXY_ONLY (comma-separated names of the proxies to run).
+ */
+import { spawnSync } from "node:child_process";
+import os from "node:os";
+import { runBenchmark } from "./cleanup.js";
+import {
+  idleWebSockets,
+  fixedRate,
+  throughput,
+  wsEcho,
+  type IdleMemory,
+  type RateResult,
+  type Target,
+  type Throughput,
+} from "./proxy-measure.js";
+import {
+  CHP_VERSION,
+  LOAD_CORE,
+  PROXY_CORE,
+  startChp,
+  startLoadGenerator,
+  startNginx,
+  startUpstream,
+  type Started,
+} from "./proxy-processes.js";
+import { machine } from "./support.js";
+
+const SECONDS = Number(process.env.BENCH_PROXY_SECONDS ?? 10);
+const IN_FLIGHT = 16;
+const HTTP_RATE = 1000;
+const WS = { rate: 1000, connections: 100, size: 64 };
+
+/**
+ * A proxied WebSocket holds two descriptors in the proxy (client and upstream side); the
+ * machine's open-file limit (which this process cannot raise) caps how many one process holds.
+ */
+function idleCount(): number {
+  if (process.env.BENCH_PROXY_IDLE) return Number(process.env.BENCH_PROXY_IDLE);
+  const limit = Number(spawnSync("sh", ["-c", "ulimit -n"], { encoding: "utf8" }).stdout.trim());
+  return Math.min(10_000, Math.floor((limit - 500) / 2));
+}
+
+interface Proxy {
+  name: string;
+  start(upstreamPort: number): Promise<Started & { port: number }>;
+}
+
+const PROXIES: Proxy[] = [
+  { name: "nginx 1.22", start: startNginx },
+  { name: `configurable-http-proxy ${CHP_VERSION}`, start: startChp },
+];
+
+interface Row {
+  name: string;
+  throughput: Throughput;
+  latency: RateResult;
+  directLatency: RateResult;
+  echo: RateResult;
+  directEcho: RateResult;
+  idle: IdleMemory;
+}
+
+const ms = (v: number) => v.toFixed(3);
+const added = (a: number, b: number) => `${a - b >= 0 ? "+" : ""}${(a - b).toFixed(3)}`;
+
+function table(rows: Row[], direct: Throughput, idleTarget: number): string {
+  const header = ["measurement", "direct (no proxy)", ...rows.map((r) => r.name)];
+  const lines: string[][] = [
+    header,
+    [
+      `GET 1 KiB, ${IN_FLIGHT} in flight (wrk): requests/s`,
+      Math.round(direct.perSecond).toLocaleString("en-US"),
+      ...rows.map((r) => Math.round(r.throughput.perSecond).toLocaleString("en-US")),
+    ],
+    [
+      "… proxy CPU per request, µs",
+      "—",
+      ...rows.map((r) => (r.throughput.cpuUsPerRequest ?? NaN).toFixed(1)),
+    ],
+    [
+      `GET at ${HTTP_RATE}/s: latency p50 / p99, ms (direct: the run beside each proxy's)`,
+      rows
+        .map((r) => `${ms(r.directLatency.summary.p50)} / ${ms(r.directLatency.summary.p99)}`)
+        .join(", "),
+      ...rows.map((r) => `${ms(r.latency.summary.p50)} / ${ms(r.latency.summary.p99)}`),
+    ],
+    [
+      "… added over direct, p50 / p99, ms",
+      "—",
+      ...rows.map(
+        (r) =>
+          `${added(r.latency.summary.p50, r.directLatency.summary.p50)} / ${added(r.latency.summary.p99, r.directLatency.summary.p99)}`,
+      ),
+    ],
+    [
+      `WebSocket echo ${WS.size} B at ${WS.rate} msg/s over ${WS.connections}: p50 / p99, ms`,
+      rows
+        .map((r) => `${ms(r.directEcho.summary.p50)} / ${ms(r.directEcho.summary.p99)}`)
+        .join(", "),
+      ...rows.map((r) => `${ms(r.echo.summary.p50)} / ${ms(r.echo.summary.p99)}`),
+    ],
+    [
+      "… added over direct, p50 / p99, ms",
+      "—",
+      ...rows.map(
+        (r) =>
+          `${added(r.echo.summary.p50, r.directEcho.summary.p50)} / ${added(r.echo.summary.p99, r.directEcho.summary.p99)}`,
+      ),
+    ],
+    [
+      "failed requests / lost messages (all phases)",
+      "—",
+      ...rows.map(
+        (r) =>
+          `${r.latency.failures + r.directLatency.failures} / ${r.echo.failures + r.directEcho.failures}${r.throughput.errors ? ` (wrk: ${r.throughput.errors})` : ""}`,
+      ),
+    ],
+    [
+      `${idleTarget.toLocaleString("en-US")} idle WebSockets: proxy RSS per connection, KiB`,
+      "—",
+      ...rows.map(
+        (r) =>
+          `${(r.idle.bytesPerConnection / 1024).toFixed(1)} (${r.idle.opened.toLocaleString("en-US")} open, RSS ${(r.idle.rssBefore / 2 ** 20).toFixed(0)} → ${(r.idle.rssAfter / 2 ** 20).toFixed(0)} MiB)`,
+      ),
+    ],
+  ];
+  const widths = header.map((_, c) => Math.max(...lines.map((l) => (l[c] ?? "").length)));
+  const format = (l: string[]) =>
+    `| ${l.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join(" | ")} |`;
+  return [
+    format(header),
+    `| ${widths.map((w, c) => (c === 0 ? "-".repeat(w) : `${"-".repeat(w - 1)}:`)).join(" | ")} |`,
+    ...lines.slice(1).map(format),
+  ].join("\n");
+}
+
+async function main(): Promise<void> {
+  const only = process.env.BENCH_PROXY_ONLY?.split(",");
+  const proxies = PROXIES.filter((p) => !only || only.some((o) => p.name.startsWith(o)));
+  const idleTarget = idleCount();
+  console.log(`bench:proxy on ${machine()}`);
+  console.log(
+    `proxy on core ${PROXY_CORE}; upstream, load generator and wrk on core ${LOAD_CORE}; phases of ${SECONDS} s; load average at start ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(" ")}`,
+  );
+  const upstream = await startUpstream();
+  const load = await startLoadGenerator();
+  const directTarget: Target = { name: "direct", port: upstream.port, pid: undefined };
+  const direct = await throughput(directTarget, IN_FLIGHT, SECONDS);
+  console.error(`direct: ${Math.round(direct.perSecond)} requests/s`);
+
+  const rows: Row[] = [];
+  for (const proxy of proxies) {
+    const started = await proxy.start(upstream.port);
+    const target = { name: proxy.name, port: started.port, pid: started.pid };
+    // A short run first: connection pools filled, code paths compiled.
+    await throughput(target, IN_FLIGHT, 2);
+    const tp = await throughput(target, IN_FLIGHT, SECONDS);
+    console.error(`${proxy.name}: ${Math.round(tp.perSecond)} requests/s`);
+    const directLatency = await fixedRate(load, directTarget, HTTP_RATE, SECONDS * 1000);
+    const latency = await fixedRate(load, target, HTTP_RATE, SECONDS * 1000);
+    const echoOptions = { ...WS, durationMs: SECONDS * 1000 };
+    const directEcho = await wsEcho(load, directTarget, echoOptions);
+    const echo = await wsEcho(load, target, echoOptions);
+    const idle = await idleWebSockets(load, target, idleTarget);
+    await started.stop();
+    rows.push({ name: proxy.name, throughput: tp, latency, directLatency, echo, directEcho, idle });
+  }
+  console.log(
+    `load average at end ${os
+      .loadavg()
+      .map((l) => l.toFixed(1))
+      .join(" ")}`,
+  );
+  console.log("");
+  console.log(table(rows, direct, idleTarget));
+}
+
+await runBenchmark(main);
