@@ -1,5 +1,9 @@
 import express, { type Express, type Router } from "express";
 import type { Knex } from "knex";
+import { AccessTokenIssuer } from "./access/issuer.js";
+import type { AccessKeyRing } from "./access/keys.js";
+import { accessRouter } from "./access/router.js";
+import { AccessTokenService } from "./access/service.js";
 import type { TokenRegistry } from "./auth/tokens.js";
 import { isReady } from "./db/database.js";
 import { errorHandler, noOptions, unknownPath } from "./http/problem.js";
@@ -19,6 +23,8 @@ export interface AppDeps {
   knex: Knex;
   committer: Committer;
   tokens: TokenRegistry;
+  /** The access-token keys: the first signs, all are published to workers and at the JWKS path. */
+  accessKeys: AccessKeyRing;
   watch: PropagationWatch;
   logger: Logger;
   heartbeatIntervalS: number;
@@ -42,19 +48,22 @@ export function createApp(deps: AppDeps): Express {
   app.use(noOptions);
   // The Manager's and the workers' paths first: the busiest, and every router a request walks
   // past costs it a match per layer. No path is served by two routers, so order is free.
-  app.use(
-    routesRouter({
-      routes: new RouteService(deps.knex, deps.committer),
-      tokens: deps.tokens,
-      watch: deps.watch,
-    }),
-  );
+  const routes = new RouteService(deps.knex, deps.committer);
+  app.use(routesRouter({ routes, tokens: deps.tokens, watch: deps.watch }));
   app.use(
     workersRouter({
       workers: new WorkerService(deps.knex, deps.committer),
       tokens: deps.tokens,
       watch: deps.watch,
       heartbeatIntervalS: deps.heartbeatIntervalS,
+      accessKeys: deps.accessKeys.jwks,
+    }),
+  );
+  app.use(
+    accessRouter({
+      accessTokens: new AccessTokenService(routes, new AccessTokenIssuer(deps.accessKeys)),
+      ring: deps.accessKeys,
+      tokens: deps.tokens,
     }),
   );
   app.use(healthRouter({ ready: async () => deps.accepting() && (await isReady(deps.knex)) }));

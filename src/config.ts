@@ -11,6 +11,8 @@ export interface Config {
   readonly registrationTokens: readonly string[] | undefined;
   readonly adminTokens: readonly string[] | undefined;
   readonly tokenSecret: string | undefined;
+  /** Ed25519 private keys (32-byte seeds, base64url); the first signs access tokens. */
+  readonly accessTokenKeys: readonly string[] | undefined;
   readonly publicStatus: boolean;
   readonly heartbeatIntervalS: number;
   readonly workerLostAfterS: number;
@@ -37,6 +39,12 @@ const schema = Joi.object({
   REGISTRATION_TOKENS: tokenList,
   ADMIN_TOKENS: tokenList,
   TOKEN_SECRET: Joi.string().min(32).message("must be at least 32 characters"),
+  ACCESS_TOKEN_KEYS: Joi.string()
+    .trim()
+    .pattern(/^[A-Za-z0-9_-]{43}(,[A-Za-z0-9_-]{43})*$/)
+    .message(
+      "must be a comma-separated list of Ed25519 private keys, each 32 random bytes in base64url (43 characters)",
+    ),
   PUBLIC_STATUS: Joi.boolean().truthy("1").falsy("0").default(false),
   HEARTBEAT_INTERVAL_S: Joi.number().integer().min(1).max(3600).default(10),
   WORKER_LOST_AFTER_S: Joi.number().integer().min(1).default(30),
@@ -89,6 +97,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     registrationTokens: splitTokens(v.REGISTRATION_TOKENS as string | undefined),
     adminTokens: splitTokens(v.ADMIN_TOKENS as string | undefined),
     tokenSecret: v.TOKEN_SECRET as string | undefined,
+    accessTokenKeys: splitTokens(v.ACCESS_TOKEN_KEYS as string | undefined),
     publicStatus: v.PUBLIC_STATUS as boolean,
     heartbeatIntervalS: v.HEARTBEAT_INTERVAL_S as number,
     workerLostAfterS: v.WORKER_LOST_AFTER_S as number,

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { AddressInfo } from "node:net";
+import { AccessKeyRing } from "./access/keys.js";
 import { createApp } from "./app.js";
 import { answerClientError } from "./http/client-error.js";
 import { createHttpServer } from "./http/server.js";
@@ -36,6 +37,7 @@ export interface Coordinator {
   readonly port: number;
   readonly database: Database;
   readonly tokens: TokenRegistry;
+  readonly accessKeys: AccessKeyRing;
   readonly hub: Hub;
   readonly watch: PropagationWatch;
   readonly reaper: ReaperScheduler;
@@ -50,6 +52,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
   const { config, secrets, logger } = options;
   const instanceId = randomUUID();
   const startedAt = new Date();
+  const accessKeys = await AccessKeyRing.fromSeeds(secrets.accessTokenKeys);
   const ownsDatabase = !options.database;
   const database =
     options.database ??
@@ -79,13 +82,23 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
   );
   const presence = new PresenceWriter(knex, instanceId, logger);
   const activity = new ActivityRecorder(knex, logger);
-  const hub = new Hub(knex, instanceId, config.heartbeatIntervalS, presence, watch, logger, {
-    frameSent: (type) => metrics.streamFrames.inc({ direction: "out", type }),
-    acknowledged: (_workerId, _version, committedAt) => {
-      if (committedAt !== undefined) metrics.propagation.observe((Date.now() - committedAt) / 1000);
+  const hub = new Hub(
+    knex,
+    instanceId,
+    config.heartbeatIntervalS,
+    accessKeys.jwks,
+    presence,
+    watch,
+    logger,
+    {
+      frameSent: (type) => metrics.streamFrames.inc({ direction: "out", type }),
+      acknowledged: (_workerId, _version, committedAt) => {
+        if (committedAt !== undefined)
+          metrics.propagation.observe((Date.now() - committedAt) / 1000);
+      },
+      activity: (workerId, routes) => activity.report(workerId, routes),
     },
-    activity: (workerId, routes) => activity.report(workerId, routes),
-  });
+  );
   await hub.start();
   watch.followStreams((workerId) => hub.streaming(workerId));
   committer.onCommit((first, head, entries) => hub.committedLocally(first, head, entries));
@@ -144,6 +157,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
     knex,
     committer,
     tokens,
+    accessKeys,
     watch,
     logger,
     heartbeatIntervalS: config.heartbeatIntervalS,
@@ -231,6 +245,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
     port,
     database,
     tokens,
+    accessKeys,
     hub,
     watch,
     reaper,

@@ -20,7 +20,7 @@ const logger = createLogger(config.logLevel);
 const { secrets, generated } = resolved;
 // Shown once, on plain lines outside the JSON log, by the start-up that generated them.
 for (const { setting, value } of generated) {
-  if (setting === "TOKEN_SECRET") continue;
+  if (setting === "TOKEN_SECRET" || setting === "ACCESS_TOKEN_KEYS") continue;
   process.stdout.write(`generated ${setting} (kept in ${config.dataDir}/secrets.json): ${value}\n`);
 }
 

@@ -18,6 +18,8 @@ export interface Secrets {
   registrationTokens: readonly string[];
   adminTokens: readonly string[];
   tokenSecret: string;
+  /** Ed25519 seeds (base64url) of the access-token keys; the first signs, all are published. */
+  accessTokenKeys: readonly string[];
 }
 
 interface StoredSecrets {
@@ -25,6 +27,7 @@ interface StoredSecrets {
   registration_token?: string;
   admin_token?: string;
   token_secret?: string;
+  access_token_key?: string;
 }
 
 const FILE = "secrets.json";
@@ -59,6 +62,10 @@ export function resolveSecrets(config: Config): {
     ],
     adminTokens: config.adminTokens ?? [take(undefined, "admin_token", "ADMIN_TOKENS")],
     tokenSecret: config.tokenSecret ?? take(undefined, "token_secret", "TOKEN_SECRET"),
+    // 32 random bytes are an Ed25519 private key (its seed), which is what take() makes.
+    accessTokenKeys: config.accessTokenKeys ?? [
+      take(undefined, "access_token_key", "ACCESS_TOKEN_KEYS"),
+    ],
   };
   if (generated.length > 0) {
     mkdirSync(path.dirname(file), { recursive: true });
@@ -98,7 +105,7 @@ function writeWhole(file: string, text: string): void {
 function readStored(file: string): StoredSecrets {
   const refuse = (why: string) =>
     new ConfigError([
-      `${file} ${why}; fix or remove it (removing it makes the next start generate new tokens and a new TOKEN_SECRET, which invalidates every worker token)`,
+      `${file} ${why}; fix or remove it (removing it makes the next start generate new tokens, a new TOKEN_SECRET and a new access-token key, which invalidates every worker token and access token)`,
     ]);
   let parsed: unknown;
   try {
@@ -112,6 +119,7 @@ function readStored(file: string): StoredSecrets {
     "registration_token",
     "admin_token",
     "token_secret",
+    "access_token_key",
   ];
   const valid =
     typeof parsed === "object" &&

@@ -1,3 +1,4 @@
+import { parseAccessKeySet, type AccessKeySet } from "./access-keys.js";
 import { parseRoute, type Route } from "./route.js";
 import {
   ShapeError,
@@ -6,6 +7,7 @@ import {
   expectNonEmptyString,
   expectPositiveNumber,
   expectString,
+  hasField,
   isJsonObject,
   type JsonObject,
 } from "./shape.js";
@@ -20,6 +22,8 @@ export interface HelloFrame {
   protocol: number;
   instance_id: string;
   heartbeat_interval_s: number;
+  /** The public keys that verify access tokens; absent from coordinators before they had any. */
+  access_keys?: AccessKeySet;
 }
 
 export interface SnapshotFrame {
@@ -86,12 +90,16 @@ export type InboundFrameResult =
   | { kind: "invalid"; reason: string; type?: string; version?: number };
 
 function parseHello(object: JsonObject): HelloFrame {
-  return {
+  const hello: HelloFrame = {
     type: "hello",
     protocol: expectInteger(object.protocol, "protocol"),
     instance_id: expectString(object.instance_id, "instance_id"),
     heartbeat_interval_s: expectPositiveNumber(object.heartbeat_interval_s, "heartbeat_interval_s"),
   };
+  if (hasField(object, "access_keys")) {
+    hello.access_keys = parseAccessKeySet(object.access_keys, "access_keys");
+  }
+  return hello;
 }
 
 function parseSnapshot(object: JsonObject): SnapshotFrame {

@@ -1,6 +1,6 @@
 /**
  * The proxy-worker client of appproxy-coordinator: register, keep the routing table in step over
- * the worker stream, report traffic.
+ * the worker stream, report traffic, and check the access tokens users bring.
  */
 export {
   WorkerClient,
@@ -22,6 +22,14 @@ export {
   type TableChange,
   type TableMismatch,
 } from "./routing-table.js";
+export {
+  AccessTokenVerifier,
+  type AccessDenial,
+  type AccessPermit,
+  type AccessTokenCheck,
+  type AccessTokenVerifierOptions,
+} from "./access-token.js";
+export { parseAccessKeySet, type AccessKeySet } from "./access-keys.js";
 export { tableDigest, type DigestEntry } from "./digest.js";
 export {
   STREAM_PROTOCOL,

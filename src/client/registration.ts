@@ -1,3 +1,4 @@
+import { parseAccessKeySet, type AccessKeySet } from "./access-keys.js";
 import { registerUrl } from "./endpoints.js";
 import { parseRoute, type Route, type RouteMode, type RouteProtocol } from "./route.js";
 import {
@@ -8,6 +9,7 @@ import {
   expectObject,
   expectPositiveNumber,
   expectString,
+  hasField,
   isJsonObject,
   type JsonObject,
 } from "./shape.js";
@@ -40,6 +42,8 @@ export interface RegistrationAnswer {
   heartbeat_interval_s: number;
   version: number;
   routes: Route[];
+  /** The public keys that verify access tokens; absent from coordinators before they had any. */
+  access_keys?: AccessKeySet;
 }
 
 /**
@@ -134,7 +138,7 @@ async function readJson(response: Response): Promise<unknown> {
 export function parseRegistrationAnswer(value: unknown): RegistrationAnswer {
   const answer = expectObject(value, "");
   const worker = expectObject(answer.worker, "worker");
-  return {
+  const parsed: RegistrationAnswer = {
     worker: {
       ...worker,
       id: expectNonEmptyString(worker.id, "worker.id"),
@@ -146,6 +150,10 @@ export function parseRegistrationAnswer(value: unknown): RegistrationAnswer {
     version: expectInteger(answer.version, "version"),
     routes: expectArray(answer.routes, "routes", parseRoute),
   };
+  if (hasField(answer, "access_keys")) {
+    parsed.access_keys = parseAccessKeySet(answer.access_keys, "access_keys");
+  }
+  return parsed;
 }
 
 /** A one-line summary of an RFC 9457 problem body, naming every invalid field. */

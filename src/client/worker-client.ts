@@ -5,6 +5,7 @@ import {
   ACTIVITY_FRAME_MAX_ROUTES,
   ActivityBuffer,
 } from "./activity.js";
+import type { AccessKeySet } from "./access-keys.js";
 import { fullJitterDelay } from "./backoff.js";
 import { StreamCloseCode } from "./close-codes.js";
 import { streamUrl } from "./endpoints.js";
@@ -64,12 +65,16 @@ export interface RegisteredEvent {
   routes: number;
   /** The identity this client held before, when the coordinator had removed it (404). */
   previousWorkerId: string | null;
+  /** The access-token keys the registration answer carried (null from a coordinator without). */
+  accessKeys: AccessKeySet | null;
 }
 
 export interface ConnectedEvent {
   workerId: string;
   instanceId: string;
   protocol: number;
+  /** The access-token keys the hello carried (null from a coordinator without). */
+  accessKeys: AccessKeySet | null;
 }
 
 export interface SyncedEvent {
@@ -94,6 +99,8 @@ export interface WorkerClientEvents {
   registered: [RegisteredEvent];
   connected: [ConnectedEvent];
   synced: [SyncedEvent];
+  /** A key set arrived (registration answer or hello): hand it to an AccessTokenVerifier. */
+  accessKeys: [AccessKeySet];
   change: [TableChange];
   disconnected: [DisconnectedEvent];
   stopped: [StoppedEvent];
@@ -154,6 +161,7 @@ export class WorkerClient extends EventEmitter<WorkerClientEvents> {
   #workerId: string | undefined;
   #session: Session | undefined;
   #heartbeatIntervalS = 10;
+  #accessKeys: AccessKeySet | undefined;
   #attempt = 0;
   #awaitingSnapshot = false;
   #socket: WebSocket | undefined;
@@ -188,6 +196,14 @@ export class WorkerClient extends EventEmitter<WorkerClientEvents> {
   /** The worker's routing table: read it, the client alone writes it. */
   get table(): RoutingTableView {
     return this.#table;
+  }
+
+  /**
+   * The newest access-token key set the coordinator gave (registration answer, then every
+   * hello), or undefined before the first or from a coordinator that has none.
+   */
+  get accessKeys(): AccessKeySet | undefined {
+    return this.#accessKeys;
   }
 
   /** The coordinator's id for this worker, once registered. */
@@ -281,12 +297,14 @@ export class WorkerClient extends EventEmitter<WorkerClientEvents> {
     };
     this.#heartbeatIntervalS = answer.heartbeat_interval_s;
     const outcome = this.#table.applySnapshot(answer.version, answer.routes);
+    this.#takeAccessKeys(answer.access_keys);
     this.emit("registered", {
       workerId: answer.worker.id,
       name: answer.worker.name,
       version: answer.version,
       routes: this.#table.size,
       previousWorkerId,
+      accessKeys: answer.access_keys ?? null,
     });
     if (outcome.applied && !isEmptyChange(outcome.change)) this.emit("change", outcome.change);
   }
@@ -402,11 +420,20 @@ export class WorkerClient extends EventEmitter<WorkerClientEvents> {
     }
     this.#heartbeatIntervalS = hello.heartbeat_interval_s;
     this.#watchLiveness(socket);
+    this.#takeAccessKeys(hello.access_keys);
     this.emit("connected", {
       workerId: this.#workerId ?? "",
       instanceId: hello.instance_id,
       protocol: hello.protocol,
+      accessKeys: hello.access_keys ?? null,
     });
+  }
+
+  /** Keeps the newest key set and tells `accessKeys` listeners, before the answer's own event. */
+  #takeAccessKeys(keys: AccessKeySet | undefined): void {
+    if (keys === undefined) return;
+    this.#accessKeys = keys;
+    this.emit("accessKeys", keys);
   }
 
   #onSnapshot(socket: WebSocket, snapshot: SnapshotFrame): boolean {

@@ -1,5 +1,7 @@
 import Joi from "joi";
 import { createRequire } from "node:module";
+import { accessTokenQuerySchema } from "../access/router.js";
+import { accessTokenRequestSchema } from "../access/schema.js";
 import {
   deleteBySessionQuerySchema,
   listRoutesQuerySchema,
@@ -15,7 +17,9 @@ import {
   registerSchema,
 } from "../workers/schema.js";
 import {
+  accessTokenSchema,
   batchAnswerSchema,
+  jwksSchema,
   problemSchema,
   registeredSchema,
   routePageSchema,
@@ -140,6 +144,7 @@ export const EXAMPLES = {
     allowed_client_ips: ["10.0.0.0/8"],
   },
   patch: { upstreams: [{ host: "10.0.0.6", port: 8888, weight: 1 }], open_to_public: true },
+  accessToken: { user_id: "u1", ttl_s: 28800 },
 };
 
 const mutation = (extra: Record<number, { description: string; schema?: Joi.Schema }>) => ({
@@ -296,6 +301,26 @@ export const OPERATIONS: Operation[] = [
       204: { description: "Deleted" },
       412: { description: "If-Match does not match" },
     }),
+  },
+  {
+    method: "post",
+    path: "/routes/{id}/tokens",
+    summary: "Issue an access token for a route (an Ed25519 JWT) and its browser setup URL",
+    roles: ["manager"],
+    query: accessTokenQuerySchema,
+    body: accessTokenRequestSchema,
+    example: EXAMPLES.accessToken,
+    responses: {
+      201: { description: "The token, its expiry and setup_url", schema: accessTokenSchema },
+      422: { description: "A tcp route: tcp routes take no access tokens" },
+    },
+  },
+  {
+    method: "get",
+    path: "/.well-known/jwks.json",
+    summary: "The public keys that verify access tokens (a JWK Set)",
+    roles: [],
+    responses: { 200: { description: "JWK Set", schema: jwksSchema } },
   },
   {
     method: "get",

@@ -89,6 +89,28 @@ export const problemSchema = Joi.object({
   errors: Joi.array().items(Joi.object({ path: Joi.string(), message: Joi.string() })),
 }).unknown(true);
 
+/** A JWK Set of the coordinator's public access-token keys (Ed25519). */
+export const jwksSchema = Joi.object({
+  keys: Joi.array()
+    .items(
+      Joi.object({
+        kty: Joi.string().valid("OKP").required(),
+        crv: Joi.string().valid("Ed25519").required(),
+        x: Joi.string().required(),
+        kid: Joi.string().required(),
+        alg: Joi.string().valid("EdDSA").required(),
+        use: Joi.string().valid("sig").required(),
+      }),
+    )
+    .required(),
+});
+
+export const accessTokenSchema = Joi.object({
+  token: Joi.string().required(),
+  expires_at: time.required(),
+  setup_url: Joi.string().uri().required(),
+});
+
 export const registeredSchema = Joi.object({
   worker: workerSchema.required(),
   token: Joi.string().required(),
@@ -96,6 +118,7 @@ export const registeredSchema = Joi.object({
   heartbeat_interval_s: Joi.number().integer().required(),
   version: Joi.number().integer().required(),
   routes: Joi.array().items(routeSchema).required(),
+  access_keys: jwksSchema.required(),
 });
 
 export const routePageSchema = Joi.object({

@@ -1,3 +1,4 @@
+import type { JSONWebKeySet } from "jose";
 import type { Knex } from "knex";
 import type { Logger } from "../logger.js";
 import type { RouteView } from "../routes/model.js";
@@ -90,6 +91,8 @@ export class Hub {
     private readonly knex: Knex,
     private readonly instanceId: string,
     private readonly heartbeatIntervalS: number,
+    /** The public access-token keys, told to every worker in its hello. */
+    private readonly accessKeys: Readonly<JSONWebKeySet>,
     private readonly presence: PresenceWriter,
     private readonly watch: PropagationWatch,
     private readonly logger: Logger,
@@ -265,6 +268,7 @@ export class Hub {
       protocol: STREAM_PROTOCOL,
       instance_id: this.instanceId,
       heartbeat_interval_s: this.heartbeatIntervalS,
+      access_keys: this.accessKeys,
     });
     this.events.frameSent?.("hello");
     void this.presence.connected(session.workerId, session.connectedAt).catch((error: unknown) => {

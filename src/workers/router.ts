@@ -1,4 +1,5 @@
 import { Router, type Request } from "express";
+import type { JSONWebKeySet } from "jose";
 import type { TokenRegistry } from "../auth/tokens.js";
 import { notFound } from "../errors.js";
 import { answerMutation } from "../http/answer.js";
@@ -51,6 +52,8 @@ export function workersRouter(deps: {
   tokens: TokenRegistry;
   watch: PropagationWatch;
   heartbeatIntervalS: number;
+  /** The public access-token keys, for the worker to verify access tokens offline. */
+  accessKeys: Readonly<JSONWebKeySet>;
 }): Router {
   const { workers, tokens, watch } = deps;
   const operators = requireRole(tokens, "manager", "admin");
@@ -72,6 +75,7 @@ export function workersRouter(deps: {
         heartbeat_interval_s: deps.heartbeatIntervalS,
         version: registered.version,
         routes: registered.routes,
+        access_keys: deps.accessKeys,
       });
     },
   );

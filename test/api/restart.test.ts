@@ -15,7 +15,7 @@ import { resolveSecrets } from "../../src/auth/secrets.js";
 import { ConfigError, loadConfig } from "../../src/config.js";
 import { openDatabase, type Database } from "../../src/db/database.js";
 import { createTestDatabase, onPostgres, type TestDatabase } from "../support/database.js";
-import { startInstance, type ApiAnswer, type TestInstance } from "../support/harness.js";
+import { TOKENS, startInstance, type ApiAnswer, type TestInstance } from "../support/harness.js";
 import {
   portWorker,
   registerWorker,
@@ -307,7 +307,13 @@ describe("a restart", () => {
 });
 
 describe("generated secrets", () => {
-  const SETTINGS = ["MANAGER_TOKENS", "REGISTRATION_TOKENS", "ADMIN_TOKENS", "TOKEN_SECRET"];
+  const SETTINGS = [
+    "MANAGER_TOKENS",
+    "REGISTRATION_TOKENS",
+    "ADMIN_TOKENS",
+    "TOKEN_SECRET",
+    "ACCESS_TOKEN_KEYS",
+  ];
 
   it("are written once to DATA_DIR/secrets.json with mode 0600 and reused after", () => {
     const dataDir = path.join(tempDir("appproxy-secrets-"), "data");
@@ -325,8 +331,9 @@ describe("generated secrets", () => {
       secrets.registrationTokens[0],
       secrets.adminTokens[0],
       secrets.tokenSecret,
+      secrets.accessTokenKeys[0],
     ];
-    expect(new Set(values).size).toBe(4);
+    expect(new Set(values).size).toBe(5);
     for (const value of values) expect(value!.length).toBeGreaterThanOrEqual(32);
     expect(first.generated.map((g) => g.value).sort()).toEqual([...values].sort());
     const stored = readFileSync(file, "utf8");
@@ -353,6 +360,19 @@ describe("generated secrets", () => {
     const second = resolveSecrets(config);
     expect(second.generated).toEqual([]);
     expect(second.secrets).toEqual(first.secrets);
+  });
+
+  it("take configured access-token keys, the first to sign, and store none of them", () => {
+    const dataDir = tempDir("appproxy-secrets-");
+    const keys = [TOKENS.accessKey, "Jq3x0Bk9l7m2PmV6yH5aT1cR8uW4eZ0nD3sF6gJ9kLw"];
+    const { secrets, generated } = resolveSecrets(
+      loadConfig({ DATA_DIR: dataDir, ACCESS_TOKEN_KEYS: keys.join(",") }),
+    );
+    expect(secrets.accessTokenKeys).toEqual(keys);
+    expect(generated.map((g) => g.setting)).not.toContain("ACCESS_TOKEN_KEYS");
+    const stored = readFileSync(path.join(dataDir, "secrets.json"), "utf8");
+    for (const key of keys) expect(stored).not.toContain(key);
+    expect(() => loadConfig({ ACCESS_TOKEN_KEYS: "short" })).toThrow(/ACCESS_TOKEN_KEYS/);
   });
 
   it("refuse a damaged secrets.json in one line that names the file and quotes none of it", () => {

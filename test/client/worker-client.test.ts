@@ -100,7 +100,14 @@ describe("WorkerClient against a fake coordinator", () => {
     expect(client.table.version).toBe(5);
     expect(client.table.routes).toEqual(routes);
     expect(observed.registered).toEqual([
-      { workerId: "w-1", name: "w1", version: 5, routes: 2, previousWorkerId: null },
+      {
+        workerId: "w-1",
+        name: "w1",
+        version: 5,
+        routes: 2,
+        previousWorkerId: null,
+        accessKeys: null,
+      },
     ]);
 
     await connectedStream();

@@ -2,6 +2,7 @@ import { Validator } from "@seriousme/openapi-schema-validator";
 import type Joi from "joi";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
+import { accessTokenRequestSchema } from "../../src/access/schema.js";
 import { createApp } from "../../src/app.js";
 import { TokenRegistry } from "../../src/auth/tokens.js";
 import { validate } from "../../src/http/validate.js";
@@ -46,6 +47,7 @@ const BODY_SCHEMAS: Record<string, Joi.Schema> = {
   "post /routes": routeCreateSchema,
   "post /routes/batch": routeBatchSchema,
   "patch /routes/{id}": routePatchSchema,
+  "post /routes/{id}/tokens": accessTokenRequestSchema,
 };
 
 const toOpenApiPath = (expressPath: string) => expressPath.replace(/:(\w+)/g, "{$1}");
@@ -118,6 +120,7 @@ describe("GET /openapi.json", () => {
         },
         TOKENS.secret,
       ),
+      accessKeys: h.coordinator.accessKeys,
       watch: new PropagationWatch(knex),
       logger: createLogger("error", true),
       heartbeatIntervalS: 10,

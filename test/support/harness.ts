@@ -9,6 +9,8 @@ export const TOKENS = {
   registration: "registration-token-0123456789abcdef",
   admin: "admin-token-0123456789abcdef",
   secret: "token-secret-0123456789abcdef-0123456789",
+  /** An Ed25519 seed (base64url): the access-token key, unless ACCESS_TOKEN_KEYS says others. */
+  accessKey: "zedZ4IAMfzTuL4_I3wRr1nUYV_MYpF3v1IFb66TGM6k",
 };
 
 export interface ApiAnswer<T = unknown> {
@@ -90,6 +92,7 @@ export async function startInstance(
       registrationTokens: [TOKENS.registration],
       adminTokens: [TOKENS.admin],
       tokenSecret: TOKENS.secret,
+      accessTokenKeys: config.accessTokenKeys ?? [TOKENS.accessKey],
     },
     logger: createLogger("error", !process.env.TEST_LOGS),
     database,
