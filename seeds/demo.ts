@@ -5,6 +5,7 @@ import { routeCreateSchema, type RouteInput } from "../src/routes/schema.js";
 import { RouteService } from "../src/routes/service.js";
 import type { Committer } from "../src/versioning/committer.js";
 import type { WorkerView } from "../src/workers/model.js";
+import { findWorkerByName } from "../src/workers/repository.js";
 import { registerSchema, type Registration } from "../src/workers/schema.js";
 import { WorkerService } from "../src/workers/service.js";
 
@@ -106,7 +107,9 @@ export async function loadDemoFleet(knex: Knex, committer: Committer): Promise<D
   const workers: SeededWorker[] = [];
   for (const body of DEMO_WORKERS) {
     const registration = validate<Registration>(registerSchema.required(), body);
-    const registered = await workerService.register(registration);
+    // The seed speaks for the operator, who owns the database: it may register its names again.
+    const known = await findWorkerByName(knex, registration.name);
+    const registered = await workerService.register(registration, known?.id);
     workers.push({ worker: registered.worker, created: registered.created });
   }
 

@@ -5,6 +5,8 @@ import { ROUTE_MODES, ROUTE_PROTOCOLS } from "./route.js";
 export const USAGE = `usage: npm run worker -- --name <name> (--port-range <first>:<last> | --wildcard-domain <domain>)
   [--coordinator <url>]         coordinator HTTP base URL (default http://127.0.0.1:6030)
   [--token <token>]             registration token (default: env REGISTRATION_TOKEN)
+  [--worker-token <token>]      this worker's token from an earlier registration, needed to
+                                register a name the coordinator knows (default: env WORKER_TOKEN)
   [--host <host>]               advertised host of this worker (default 127.0.0.1)
   [--wildcard-domain <domain>]  serve routes at <subdomain>.<domain> (frontend mode "wildcard")
   [--traffic-port <port>]       wildcard traffic port (default 443 with --tls, else 80)
@@ -18,6 +20,7 @@ export const USAGE = `usage: npm run worker -- --name <name> (--port-range <firs
 export interface WorkerCliConfig {
   coordinatorUrl: string;
   registrationToken: string;
+  workerToken?: string;
   registration: WorkerRegistration;
 }
 
@@ -32,6 +35,7 @@ const FLAGS = {
   "port-range": { type: "string" },
   coordinator: { type: "string", default: "http://127.0.0.1:6030" },
   token: { type: "string" },
+  "worker-token": { type: "string" },
   host: { type: "string", default: "127.0.0.1" },
   "wildcard-domain": { type: "string" },
   "traffic-port": { type: "string" },
@@ -119,9 +123,15 @@ export function parseWorkerCliArgs(
   if (modes !== undefined) registration.modes = modes;
   if (labels !== undefined) registration.labels = labels;
   if (capacity !== undefined) registration.capacity = capacity;
+  const workerToken = values["worker-token"] ?? env.WORKER_TOKEN;
   return {
     ok: true,
-    config: { coordinatorUrl: values.coordinator, registrationToken, registration },
+    config: {
+      coordinatorUrl: values.coordinator,
+      registrationToken,
+      ...(workerToken ? { workerToken } : {}),
+      registration,
+    },
   };
 }
 

@@ -49,7 +49,8 @@ export interface RegistrationAnswer {
 /**
  * A refused or failed registration. `retryable` is true for what time may cure (network errors,
  * time-outs, 404 from a coordinator being deployed, 408, 429, 5xx) and false for what needs an
- * operator (a bad registration token, an invalid body, a 409 conflict on the worker's frontend).
+ * operator (a bad registration token, an invalid body, a 409: the name belongs to a worker whose
+ * token this client does not hold, or the worker's frontend cannot change while it holds routes).
  */
 export class RegistrationError extends Error {
   constructor(
@@ -66,6 +67,12 @@ export interface RegisterRequest {
   coordinatorUrl: string;
   registrationToken: string;
   registration: WorkerRegistration;
+  /**
+   * The worker token of an earlier registration of this name, sent as X-Worker-Token: the
+   * coordinator answers a known name only to the worker that proves it is that worker (else 409).
+   * Ignored by the coordinator for a name it does not know (a removed worker registers anew).
+   */
+  workerToken?: string | undefined;
   timeoutMs: number;
   fetch: typeof globalThis.fetch;
   signal?: AbortSignal;
@@ -92,6 +99,7 @@ export async function registerWorker(request: RegisterRequest): Promise<Registra
           Authorization: `Bearer ${request.registrationToken}`,
           "Content-Type": "application/json",
           Accept: "application/json",
+          ...(request.workerToken === undefined ? {} : { "X-Worker-Token": request.workerToken }),
         },
         body: JSON.stringify(request.registration),
         signal: abort.signal,

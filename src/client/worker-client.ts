@@ -44,6 +44,12 @@ export interface WorkerClientOptions {
   coordinatorUrl: string;
   registrationToken: string;
   registration: WorkerRegistration;
+  /**
+   * The worker token this worker was given before (kept across restarts, e.g. in the worker's
+   * data folder): re-registering a name the coordinator knows needs it, else the answer is 409.
+   * Read the current one from `workerToken` after `registered`.
+   */
+  workerToken?: string;
   /** First reconnect ceiling; doubles per failed attempt up to `reconnectMaxMs`. Default 100. */
   reconnectMinMs?: number;
   /** Largest reconnect ceiling. Default 10 000. */
@@ -142,7 +148,9 @@ const CLOSE_GRACE_MS = 2000;
  * growing delay (`reconnectMinMs` doubling up to `reconnectMaxMs`, reset once a stream syncs) and
  * resumes with `since` = the table's version. When the upgrade is refused with 404 (the worker
  * was removed) or 401/403 (its token is no longer accepted), it registers again under the same
- * name: after a removal that yields a new identity (`registered` tells the previous id).
+ * name, proving who it is with its last worker token (X-Worker-Token): after a removal the name
+ * is free and that yields a new identity (`registered` tells the previous id); a name still
+ * held by a worker whose token this client lacks is refused (409) and the client stops.
  *
  * Close code 4000 means another stream of this worker took over: two processes are running with
  * one name. Fighting back would make them replace each other forever, so the client emits
@@ -152,13 +160,15 @@ const CLOSE_GRACE_MS = 2000;
  * emitted only while someone listens, so a worker that does not care is not crashed by them.
  */
 export class WorkerClient extends EventEmitter<WorkerClientEvents> {
-  readonly #options: Required<Omit<WorkerClientOptions, "fetch" | "random">> & {
+  readonly #options: Required<Omit<WorkerClientOptions, "fetch" | "random" | "workerToken">> & {
     fetch: typeof globalThis.fetch;
     random: () => number;
   };
   readonly #table = new RoutingTable();
   readonly #activity = new ActivityBuffer();
   #workerId: string | undefined;
+  /** The last worker token the coordinator gave (or the one configured): proof at re-registration. */
+  #workerToken: string | undefined;
   #session: Session | undefined;
   #heartbeatIntervalS = 10;
   #accessKeys: AccessKeySet | undefined;
@@ -189,6 +199,7 @@ export class WorkerClient extends EventEmitter<WorkerClientEvents> {
       fetch: options.fetch ?? globalThis.fetch,
       random: options.random ?? Math.random,
     };
+    this.#workerToken = options.workerToken;
     // Fail at construction, not at the first reconnect, on a URL that cannot work.
     streamUrl(undefined, this.#options.coordinatorUrl, "probe", 0);
   }
@@ -209,6 +220,14 @@ export class WorkerClient extends EventEmitter<WorkerClientEvents> {
   /** The coordinator's id for this worker, once registered. */
   get workerId(): string | undefined {
     return this.#workerId;
+  }
+
+  /**
+   * The worker token, once registered (or as configured before): a worker that keeps it across
+   * restarts registers again as the same worker. A secret: never log it.
+   */
+  get workerToken(): string | undefined {
+    return this.#workerToken;
   }
 
   /**
@@ -257,6 +276,7 @@ export class WorkerClient extends EventEmitter<WorkerClientEvents> {
           coordinatorUrl: this.#options.coordinatorUrl,
           registrationToken: this.#options.registrationToken,
           registration: this.#options.registration,
+          workerToken: this.#workerToken,
           timeoutMs: this.#options.requestTimeoutMs,
           fetch: this.#options.fetch,
           signal: abort.signal,
@@ -290,6 +310,7 @@ export class WorkerClient extends EventEmitter<WorkerClientEvents> {
     const previousWorkerId =
       this.#workerId !== undefined && this.#workerId !== answer.worker.id ? this.#workerId : null;
     this.#workerId = answer.worker.id;
+    this.#workerToken = answer.token;
     this.#session = {
       workerId: answer.worker.id,
       token: answer.token,

@@ -41,6 +41,8 @@ interface Operation {
   body?: Joi.Schema;
   example?: object;
   ifMatch?: boolean;
+  /** Request headers of the operation's own, besides Authorization and If-Match. */
+  headers?: Array<{ name: string; description: string }>;
   responses: Record<number, { description: string; schema?: Joi.Schema }>;
 }
 
@@ -161,10 +163,19 @@ export const OPERATIONS: Operation[] = [
     roles: ["registration"],
     body: registerSchema,
     example: EXAMPLES.register,
+    headers: [
+      {
+        name: "X-Worker-Token",
+        description: "The worker's current token: needed to register a known name again",
+      },
+    ],
     responses: {
       200: { description: "Known worker, same identity", schema: registeredSchema },
       201: { description: "New worker", schema: registeredSchema },
-      409: { description: "Address fields changed while it holds routes" },
+      409: {
+        description:
+          "The name is taken and X-Worker-Token is not its worker's token, or address fields changed while it holds routes",
+      },
     },
   },
   {
@@ -401,6 +412,15 @@ function operationObject(op: Operation): object {
       name: "If-Match",
       in: "header",
       required: false,
+      schema: { type: "string" },
+    });
+  }
+  for (const header of op.headers ?? []) {
+    parameters.push({
+      name: header.name,
+      in: "header",
+      required: false,
+      description: header.description,
       schema: { type: "string" },
     });
   }

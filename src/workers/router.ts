@@ -46,6 +46,17 @@ function streamUrl(req: Request, id: string): string {
   return `${scheme}://${host}${prefix}/workers/${id}/stream`;
 }
 
+/**
+ * The worker whose token the request carries in X-Worker-Token, if it carries exactly one valid
+ * worker token. The token is checked like a bearer token (an HMAC compared in constant time).
+ */
+function provenWorker(req: Request, tokens: TokenRegistry): string | undefined {
+  const header = req.headers["x-worker-token"];
+  if (typeof header !== "string" || header.includes(",")) return undefined;
+  const principal = tokens.identify(header.trim());
+  return principal?.role === "worker" ? principal.workerId : undefined;
+}
+
 /** HTTP for /workers. */
 export function workersRouter(deps: {
   workers: WorkerService;
@@ -66,7 +77,7 @@ export function workersRouter(deps: {
     async (req, res) => {
       validate(mutationQuerySchema, req.query, "query");
       const registration = validate<Registration>(registerBody, req.body);
-      const registered = await workers.register(registration);
+      const registered = await workers.register(registration, provenWorker(req, tokens));
       res.setHeader("X-Routing-Version", String(registered.version));
       res.status(registered.created ? 201 : 200).json({
         worker: registered.worker,

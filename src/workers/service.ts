@@ -58,13 +58,21 @@ export class WorkerService {
   ) {}
 
   /**
-   * Registers a worker, or the same worker again by name. Runs under the committer's lock so
-   * that it sees a consistent route count and its table at an exact version.
+   * Registers a worker, or the same worker again by name. A known name is answered only to the
+   * worker itself: `provenWorkerId` is the id its X-Worker-Token proved, if any. A registration
+   * token alone must never take over an existing worker (its routes would follow the new host).
+   * Runs under the committer's lock so that it sees a consistent route count and its table at an
+   * exact version.
    */
-  async register(r: Registration): Promise<Registered> {
+  async register(r: Registration, provenWorkerId: string | undefined): Promise<Registered> {
     const { result } = await this.committer.submit("workers.register", async (ctx) => {
       const { tx, now } = ctx;
       const known = await findWorkerByName(tx, r.name);
+      if (known && known.id !== provenWorkerId) {
+        throw conflict(
+          `The worker name ${r.name} is taken: registering it again needs that worker's token in X-Worker-Token.`,
+        );
+      }
       let row: WorkerRow;
       if (!known) {
         row = await insertWorker(tx, randomUUID(), r, now);

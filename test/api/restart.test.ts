@@ -219,6 +219,7 @@ async function verify(instance: TestInstance, written: Written): Promise<void> {
   const again = await instance.registration.post<WorkerAnswer>(
     "/workers/register",
     written.portRegistration,
+    { "x-worker-token": written.portWorker.token },
   );
   expect(again.status).toBe(200);
   expect(again.body.worker.id).toBe(written.portWorker.worker.id);

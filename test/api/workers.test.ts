@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { startHarness, waitFor, type ApiAnswer } from "../support/harness.js";
+import { TOKENS, startHarness, waitFor, type ApiAnswer } from "../support/harness.js";
 import {
   portWorker,
   registerWorker,
@@ -56,12 +56,13 @@ const UNKNOWN_ID = "00000000-0000-4000-8000-000000000000";
 
 let h: Harness;
 let probe: Record<string, unknown>;
+let probeToken: string;
 
 beforeAll(async () => {
   // Nothing here holds a stream; no worker may turn lost while the file runs.
   h = await startHarness({ HEARTBEAT_INTERVAL_S: "7", WORKER_LOST_AFTER_S: "3600" });
   probe = portWorker({ name: `probe-${short()}` });
-  await registerWorker(h.registration, probe);
+  probeToken = (await registerWorker(h.registration, probe)).token;
 });
 afterAll(() => h?.close());
 
@@ -74,7 +75,9 @@ const pool = (what: string) => ({ pool: `${what}-${short()}` });
 
 /** The global routing version, as a registering worker is told it. */
 async function headVersion(): Promise<number> {
-  const res = await h.registration.post<WorkerAnswer>("/workers/register", probe);
+  const res = await h.registration.post<WorkerAnswer>("/workers/register", probe, {
+    "x-worker-token": probeToken,
+  });
   expect(res.status).toBe(200);
   return res.body.version;
 }
@@ -255,7 +258,9 @@ describe("POST /workers/register", () => {
     const body = portWorker({ port_range: [10200, 10209] });
     const first = await h.registration.post<WorkerAnswer>("/workers/register", body);
     expect(first.status).toBe(201);
-    const again = await h.registration.post<WorkerAnswer>("/workers/register", body);
+    const again = await h.registration.post<WorkerAnswer>("/workers/register", body, {
+      "x-worker-token": first.body.token,
+    });
     expect(again.status).toBe(200);
     expect(again.body.worker.id).toBe(first.body.worker.id);
     expect(again.body.worker.registered_at).toBe(first.body.worker.registered_at);
@@ -299,6 +304,55 @@ describe("POST /workers/register", () => {
     expect(refused.status).toBe(403);
   });
 
+  it("refuses a known name without that worker's token in X-Worker-Token (409) and changes nothing", async () => {
+    const labels = pool("takeover");
+    const body = portWorker({ advertised_host: "w.example.com", labels });
+    const w = await registerWorker(h.registration, body);
+    const route = await createRoute({ worker_id: w.worker.id, worker_selector: labels });
+    const other = await registerWorker(h.registration, portWorker());
+    const before = await getWorker(w.worker.id);
+    const head = await headVersion();
+    const hijack = { ...body, advertised_host: "attacker.example.com" };
+
+    const attempts: Array<Record<string, string>> = [
+      {},
+      { "x-worker-token": other.token },
+      { "x-worker-token": `wt1.${w.worker.id}.not-the-signature` },
+      { "x-worker-token": TOKENS.registration },
+      { "x-worker-token": `${w.token}, ${w.token}` },
+    ];
+    for (const headers of attempts) {
+      const res = await h.registration.post<Problem>("/workers/register", hijack, headers);
+      const problem = expectProblem(res, 409);
+      expect(problem.detail).toContain("X-Worker-Token");
+      expect(JSON.stringify(res.body)).not.toContain(w.token);
+    }
+    expect(await getWorker(w.worker.id)).toEqual(before);
+    expect((await getRoute(route.id)).body).toEqual(route);
+    expect(await headVersion()).toBe(head);
+
+    // The worker itself, with its token, may move its host: the answer keeps its identity.
+    const own = await h.registration.post<WorkerAnswer>("/workers/register", hijack, {
+      "x-worker-token": w.token,
+    });
+    expect(own.status).toBe(200);
+    expect(own.body.worker.id).toBe(w.worker.id);
+    expect(own.body.token).toBe(w.token);
+    expect(own.body.worker.advertised_host).toBe("attacker.example.com");
+  });
+
+  it("registers a removed worker's name anew (201, a new id) whatever token it sends", async () => {
+    const body = portWorker();
+    const w = await registerWorker(h.registration, body);
+    expect((await h.manager.delete(`/workers/${w.worker.id}`)).status).toBe(204);
+    const anew = await h.registration.post<WorkerAnswer>("/workers/register", body, {
+      "x-worker-token": w.token,
+    });
+    expect(anew.status).toBe(201);
+    expect(anew.body.worker.id).not.toBe(w.worker.id);
+    expect(anew.body.token).not.toBe(w.token);
+  });
+
   it("refuses to change port_range or frontend_mode while the worker holds routes (409), and allows it once they are gone", async () => {
     const labels = pool("move");
     const body = portWorker({ port_range: [10200, 10209], labels });
@@ -306,17 +360,23 @@ describe("POST /workers/register", () => {
     const route = await createRoute({ worker_id: w.worker.id, worker_selector: labels });
     const head = await headVersion();
 
-    const range = await h.registration.post("/workers/register", {
-      ...body,
-      port_range: [10300, 10309],
-    });
+    const proof = { "x-worker-token": w.token };
+    const range = await h.registration.post(
+      "/workers/register",
+      { ...body, port_range: [10300, 10309] },
+      proof,
+    );
     expect(expectProblem(range, 409).detail).toContain(body.name as string);
-    const mode = await h.registration.post("/workers/register", {
-      ...body,
-      port_range: undefined,
-      frontend_mode: "wildcard",
-      wildcard_domain: `apps-${short()}.example.com`,
-    });
+    const mode = await h.registration.post(
+      "/workers/register",
+      {
+        ...body,
+        port_range: undefined,
+        frontend_mode: "wildcard",
+        wildcard_domain: `apps-${short()}.example.com`,
+      },
+      proof,
+    );
     expectProblem(mode, 409);
     const unchanged = await getWorker(w.worker.id);
     expect(unchanged).toMatchObject({ port_range: [10200, 10209], frontend_mode: "port" });
@@ -324,10 +384,11 @@ describe("POST /workers/register", () => {
     expect(await headVersion()).toBe(head);
 
     expect((await h.manager.delete(`/routes/${route.id}`)).status).toBe(204);
-    const moved = await h.registration.post<WorkerAnswer>("/workers/register", {
-      ...body,
-      port_range: [10300, 10309],
-    });
+    const moved = await h.registration.post<WorkerAnswer>(
+      "/workers/register",
+      { ...body, port_range: [10300, 10309] },
+      proof,
+    );
     expect(moved.status).toBe(200);
     expect(moved.body.worker.port_range).toEqual([10300, 10309]);
     const next = await createRoute({ worker_id: w.worker.id, worker_selector: labels });
@@ -339,10 +400,11 @@ describe("POST /workers/register", () => {
     const body = wildcardWorker({ labels });
     const w = await registerWorker(h.registration, body);
     const route = await createRoute({ worker_id: w.worker.id, worker_selector: labels });
-    const res = await h.registration.post("/workers/register", {
-      ...body,
-      wildcard_domain: `other-${short()}.example.com`,
-    });
+    const res = await h.registration.post(
+      "/workers/register",
+      { ...body, wildcard_domain: `other-${short()}.example.com` },
+      { "x-worker-token": w.token },
+    );
     expectProblem(res, 409);
     expect((await getWorker(w.worker.id)).wildcard_domain).toBe(body.wildcard_domain);
     expect((await getRoute(route.id)).body.url).toBe(route.url);
@@ -361,11 +423,11 @@ describe("POST /workers/register", () => {
     expect(route.url).toBe(`http://old.example.com:${route.port}/`);
     const head = await headVersion();
 
-    const res = await h.registration.post<WorkerAnswer>("/workers/register", {
-      ...body,
-      advertised_host: "new.example.com",
-      tls: true,
-    });
+    const res = await h.registration.post<WorkerAnswer>(
+      "/workers/register",
+      { ...body, advertised_host: "new.example.com", tls: true },
+      { "x-worker-token": w.token },
+    );
     expect(res.status).toBe(200);
     expect(res.body.worker).toMatchObject({
       id: w.worker.id,
@@ -407,6 +469,7 @@ describe("POST /workers/register", () => {
     const res = await h.registration.post<WorkerAnswer & { routes: RouteAnswer[] }>(
       "/workers/register",
       body,
+      { "x-worker-token": w.token },
     );
     expect(res.status).toBe(200);
     expect(res.body.version).toBe(await headVersion());
@@ -421,7 +484,9 @@ describe("POST /workers/register", () => {
     const body = portWorker();
     const w = await registerWorker(h.registration, body);
     expect((await h.admin.post(`/workers/${w.worker.id}/drain`)).status).toBe(200);
-    const again = await h.registration.post<WorkerAnswer>("/workers/register", body);
+    const again = await h.registration.post<WorkerAnswer>("/workers/register", body, {
+      "x-worker-token": w.token,
+    });
     expect(again.status).toBe(200);
     expect(again.body.worker.status).toBe("draining");
   });

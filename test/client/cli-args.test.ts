@@ -25,6 +25,16 @@ describe("parseWorkerCliArgs", () => {
     });
   });
 
+  it("takes the worker token of an earlier registration from --worker-token or WORKER_TOKEN", () => {
+    const args = ["--name", "w1", "--port-range", "10200:10299", "--token", "t"];
+    const fromFlag = parseWorkerCliArgs([...args, "--worker-token", "wt1.a"], {
+      WORKER_TOKEN: "b",
+    });
+    expect(fromFlag.ok && fromFlag.config.workerToken).toBe("wt1.a");
+    const fromEnv = parseWorkerCliArgs(args, { WORKER_TOKEN: "wt1.b" });
+    expect(fromEnv.ok && fromEnv.config.workerToken).toBe("wt1.b");
+  });
+
   it("builds a wildcard registration with every option", () => {
     const parsed = parseWorkerCliArgs(
       [

@@ -94,6 +94,8 @@ export class FakeCoordinator {
   readonly #server: Server;
   readonly #wss = new WebSocketServer({ noServer: true });
   readonly #tokens = new Map<string, string>();
+  /** Registered names and the worker holding each, as the coordinator keeps them. */
+  readonly #names = new Map<string, FakeIdentity>();
 
   private constructor() {
     this.#server = createServer((request, response) => {
@@ -161,19 +163,47 @@ export class FakeCoordinator {
         body: { type: "about:blank", title: "Refused", status, detail: "by the test" },
       };
     }
+    // Like the coordinator: a known name is answered only to its worker's token, and as itself.
+    const name = (body as { name?: unknown }).name;
+    const known = typeof name === "string" ? this.#names.get(name) : undefined;
+    if (known !== undefined) {
+      if (request.headers["x-worker-token"] !== known.token) {
+        return {
+          status: 409,
+          body: { type: "about:blank", title: "Conflict", status: 409, detail: "name taken" },
+        };
+      }
+      return { status: 200, body: this.#answer(known) };
+    }
     const identity = this.identities.length > 1 ? this.identities.shift() : this.identities[0];
     if (identity === undefined) throw new Error("the fake coordinator has no identity to hand out");
     this.#tokens.set(identity.id, identity.token);
+    if (typeof name === "string") this.#names.set(name, identity);
+    return { status: 201, body: this.#answer(identity) };
+  }
+
+  /**
+   * Forgets a worker as `DELETE /workers/{id}` does: its name is free again and its stream is
+   * refused with 404.
+   */
+  remove(workerId: string): void {
+    for (const [name, identity] of this.#names) {
+      if (identity.id === workerId) this.#names.delete(name);
+    }
+    this.refusedStreams.set(workerId, 404);
+    for (const stream of this.streams) {
+      if (stream.workerId === workerId) stream.socket.terminate();
+    }
+  }
+
+  #answer(identity: FakeIdentity): object {
     return {
-      status: 201,
-      body: {
-        worker: { id: identity.id, name: "w1", status: "registered" },
-        token: identity.token,
-        stream_url: this.#streamUrl(identity.id),
-        heartbeat_interval_s: 10,
-        version: this.table.version,
-        routes: this.table.routes,
-      },
+      worker: { id: identity.id, name: "w1", status: "registered" },
+      token: identity.token,
+      stream_url: this.#streamUrl(identity.id),
+      heartbeat_interval_s: 10,
+      version: this.table.version,
+      routes: this.table.routes,
     };
   }
 

@@ -293,20 +293,57 @@ describe("WorkerClient against a fake coordinator", () => {
       { id: "w-1", token: "worker-token-1" },
       { id: "w-2", token: "worker-token-2" },
     ];
-    fake.refusedStreams.set("w-1", 404);
     const { client, observed } = startClient();
 
     await client.start();
-    const stream = await connectedStream();
+    await connectedStream();
+    fake.remove("w-1");
+    const stream = await connectedStream(1);
 
     expect(stream.workerId).toBe("w-2");
     expect(fake.registrations).toHaveLength(2);
+    // It offered its old token; the coordinator no longer knew the name and made a new worker.
+    expect(fake.registrations[1]?.headers["x-worker-token"]).toBe("worker-token-1");
     expect(client.workerId).toBe("w-2");
+    expect(client.workerToken).toBe("worker-token-2");
     expect(observed.registered.map((event) => event.previousWorkerId)).toEqual([null, "w-1"]);
     expect(fake.upgrades.at(-1)).toMatchObject({
       workerId: "w-2",
       authorization: "Bearer worker-token-2",
     });
+  });
+
+  it("registers a known name again as itself with the worker token it was given", async () => {
+    const first = startClient();
+    await first.client.start();
+    expect(first.client.workerToken).toBe("worker-token-1");
+    expect(fake.registrations[0]?.headers["x-worker-token"]).toBeUndefined();
+    await first.client.stop();
+
+    // A restart: a new client, holding the token the worker kept.
+    const { client, observed } = startClient({ workerToken: "worker-token-1" });
+    await client.start();
+
+    expect(fake.registrations).toHaveLength(2);
+    expect(fake.registrations[1]?.headers["x-worker-token"]).toBe("worker-token-1");
+    expect(client.workerId).toBe("w-1");
+    expect(observed.registered).toMatchObject([{ workerId: "w-1", previousWorkerId: null }]);
+    const open = await waitFor(
+      () => fake.streams.find((stream) => stream.socket.readyState === stream.socket.OPEN),
+      5000,
+      "the restarted worker's stream",
+    );
+    expect(open.workerId).toBe("w-1");
+  });
+
+  it("is refused (409) and stops when it registers a known name without its token", async () => {
+    const first = startClient();
+    await first.client.start();
+    await first.client.stop();
+
+    const { client, observed } = startClient();
+    await expect(client.start()).rejects.toMatchObject({ name: "RegistrationError", status: 409 });
+    expect(observed.stopped).toMatchObject([{ cause: "registration_refused" }]);
   });
 
   it("stops, without reconnecting, when another stream of the worker replaces it (4000)", async () => {

@@ -109,14 +109,18 @@ describe("a worker whose stream drops and does not return", () => {
   });
 
   it("registers again as registered, is alive once its stream is up, and no longer holds the moved routes", async () => {
-    const again = await harness.registration.post<WorkerAnswer>("/workers/register", registration);
+    const again = await harness.registration.post<WorkerAnswer>("/workers/register", registration, {
+      "x-worker-token": leaving.workerToken!,
+    });
     expect(again.status).toBe(200);
     expect(again.body.worker.id).toBe(leaving.workerId);
     expect(again.body.worker.status).toBe("registered");
     expect(again.body.routes).toEqual([]);
     expect((await getWorker(harness.admin, leaving.workerId!)).status).toBe("registered");
 
-    const back = await clients.connect(harness.admin, registration);
+    const back = await clients.connect(harness.admin, registration, {
+      workerToken: leaving.workerToken!,
+    });
     expect(back.workerId).toBe(leaving.workerId);
     const head = (await getStatus(harness.admin)).routing.version;
     await waitFor(

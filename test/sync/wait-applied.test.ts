@@ -234,13 +234,17 @@ describe("a worker registered again with another address", () => {
     );
     expect(created.status).toBe(201);
     const worker = await a.admin.get<Record<string, unknown>>(`/workers/${onB.workerId}`);
-    const again = await a.registration.post("/workers/register", {
-      name: worker.body.name,
-      advertised_host: "proxy-9.example.com",
-      frontend_mode: "port",
-      port_range: worker.body.port_range,
-      protocols: worker.body.protocols,
-    });
+    const again = await a.registration.post(
+      "/workers/register",
+      {
+        name: worker.body.name,
+        advertised_host: "proxy-9.example.com",
+        frontend_mode: "port",
+        port_range: worker.body.port_range,
+        protocols: worker.body.protocols,
+      },
+      { "x-worker-token": onB.workerToken! },
+    );
     expect(again.status).toBe(200);
     expect(again.headers.get("x-routing-version")).toBe(String(created.body.version));
     await waitFor(
