@@ -4,6 +4,7 @@ import {
   labelMap,
   optionalText,
   propagationQuery,
+  storableTime,
   tcpPort,
   uuid,
 } from "../shared/schema-parts.js";
@@ -35,7 +36,7 @@ const mutable = {
   open_to_public: Joi.boolean().strict(),
   allowed_client_ips: clientIps,
   labels: labelMap,
-  expires_at: Joi.date().iso().allow(null),
+  expires_at: storableTime.allow(null),
 };
 
 export const routeCreateSchema = Joi.object({
@@ -128,7 +129,7 @@ export const listRoutesQuerySchema = Joi.object({
       .items(Joi.string().pattern(/^[^:]+:.*$/, "key:value"))
       .max(16),
   ),
-  inactive_since: Joi.date().iso(),
+  inactive_since: storableTime,
   limit: Joi.number().integer().min(1).max(1000).default(100),
   cursor: Joi.string().max(200),
 });

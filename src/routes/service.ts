@@ -21,10 +21,13 @@ export interface RoutePage {
   next_cursor: string | null;
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 const encodeCursor = (id: string) => Buffer.from(id, "utf8").toString("base64url");
+/** The route id a cursor holds: a forged one of any other shape never reaches the database. */
 function decodeCursor(cursor: string): string {
   const id = Buffer.from(cursor, "base64url").toString("utf8");
-  if (!/^[0-9a-f-]{36}$/.test(id)) {
+  if (!UUID.test(id)) {
     throw validationFailed([
       { path: "query.cursor", message: "is not a cursor this service gave out" },
     ]);
