@@ -12,6 +12,7 @@ export {
   type SyncedEvent,
   type WorkerClientEvents,
   type WorkerClientOptions,
+  type ResumeState,
 } from "./worker-client.js";
 export {
   RoutingTable,
@@ -68,6 +69,7 @@ export {
 export {
   CoordinatorStreamError,
   StreamFrameError,
+  RoutesRefusedError,
   StreamRefusedError,
   TableMismatchError,
 } from "./stream-errors.js";

@@ -45,3 +45,11 @@ export function describeMismatch(mismatch: TableMismatch): string {
       return `digest mismatch at version ${mismatch.version}: coordinator ${mismatch.expected}, worker ${mismatch.actual}`;
   }
 }
+
+/** The worker applied a change but refused to serve some of its routes; it nacked the version. */
+export class RoutesRefusedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "RoutesRefusedError";
+  }
+}

@@ -25,6 +25,7 @@ import {
   type RegistrationAnswer,
   type WorkerRegistration,
 } from "./registration.js";
+import type { Route } from "./route.js";
 import {
   RoutingTable,
   isEmptyChange,
@@ -35,6 +36,7 @@ import {
 import {
   CoordinatorStreamError,
   StreamFrameError,
+  RoutesRefusedError,
   StreamRefusedError,
   TableMismatchError,
 } from "./stream-errors.js";
@@ -62,6 +64,28 @@ export interface WorkerClientOptions {
   fetch?: typeof globalThis.fetch;
   /** Replaces Math.random in the reconnect jitter. */
   random?: () => number;
+  /**
+   * Serves each applied change before its version is acknowledged (an acknowledged version is a
+   * served version). A returned text is sent as that version's `nack` instead of the ack: the
+   * table moves on, and the text says which routes of it the worker refused to serve.
+   */
+  apply?: (change: TableChange) => string | undefined;
+  /**
+   * The identity and table kept from an earlier run: the stream resumes with `since` at once,
+   * without registering first. Refused (401, 403, 404), the client registers again.
+   */
+  resume?: ResumeState;
+}
+
+/** What a worker keeps across restarts to resume its stream without registering. */
+export interface ResumeState {
+  workerId: string;
+  token: string;
+  streamUrl: string;
+  version: number;
+  routes: readonly Route[];
+  /** The coordinator's access-token keys last received: tokens stay checkable while cut off. */
+  accessKeys?: AccessKeySet;
 }
 
 export interface RegisteredEvent {
@@ -160,9 +184,12 @@ const CLOSE_GRACE_MS = 2000;
  * emitted only while someone listens, so a worker that does not care is not crashed by them.
  */
 export class WorkerClient extends EventEmitter<WorkerClientEvents> {
-  readonly #options: Required<Omit<WorkerClientOptions, "fetch" | "random" | "workerToken">> & {
+  readonly #options: Required<
+    Omit<WorkerClientOptions, "fetch" | "random" | "workerToken" | "apply" | "resume">
+  > & {
     fetch: typeof globalThis.fetch;
     random: () => number;
+    apply: ((change: TableChange) => string | undefined) | undefined;
   };
   readonly #table = new RoutingTable();
   readonly #activity = new ActivityBuffer();
@@ -198,8 +225,20 @@ export class WorkerClient extends EventEmitter<WorkerClientEvents> {
       requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
       fetch: options.fetch ?? globalThis.fetch,
       random: options.random ?? Math.random,
+      apply: options.apply,
     };
-    this.#workerToken = options.workerToken;
+    this.#workerToken = options.workerToken ?? options.resume?.token;
+    const resume = options.resume;
+    if (resume !== undefined) {
+      this.#table.applySnapshot(resume.version, resume.routes);
+      this.#workerId = resume.workerId;
+      this.#accessKeys = resume.accessKeys;
+      this.#session = {
+        workerId: resume.workerId,
+        token: resume.token,
+        streamUrl: resume.streamUrl,
+      };
+    }
     // Fail at construction, not at the first reconnect, on a URL that cannot work.
     streamUrl(undefined, this.#options.coordinatorUrl, "probe", 0);
   }
@@ -220,6 +259,20 @@ export class WorkerClient extends EventEmitter<WorkerClientEvents> {
   /** The coordinator's id for this worker, once registered. */
   get workerId(): string | undefined {
     return this.#workerId;
+  }
+
+  /** What `resume` needs to pick this worker's stream up after a restart, once registered. */
+  get resumeState(): ResumeState | undefined {
+    const session = this.#session;
+    if (session === undefined) return undefined;
+    return {
+      workerId: session.workerId,
+      token: session.token,
+      streamUrl: session.streamUrl,
+      version: this.#table.version,
+      routes: this.#table.routes,
+      ...(this.#accessKeys === undefined ? {} : { accessKeys: this.#accessKeys }),
+    };
   }
 
   /**
@@ -263,7 +316,10 @@ export class WorkerClient extends EventEmitter<WorkerClientEvents> {
   }
 
   async #begin(): Promise<void> {
-    if (await this.#registerUntilAccepted(true)) void this.#runStreams();
+    // A resumed worker already holds a session: its stream picks up from the kept version.
+    if (this.#session !== undefined || (await this.#registerUntilAccepted(true))) {
+      void this.#runStreams();
+    }
   }
 
   /** Returns false when the client stopped before a registration was accepted. */
@@ -327,7 +383,12 @@ export class WorkerClient extends EventEmitter<WorkerClientEvents> {
       previousWorkerId,
       accessKeys: answer.access_keys ?? null,
     });
-    if (outcome.applied && !isEmptyChange(outcome.change)) this.emit("change", outcome.change);
+    if (outcome.applied && !isEmptyChange(outcome.change)) {
+      // Nothing is acknowledged after a registration: a refusal can only be told to listeners.
+      const refusal = this.#options.apply?.(outcome.change);
+      if (refusal !== undefined) this.#reportError(new RoutesRefusedError(refusal));
+      this.emit("change", outcome.change);
+    }
   }
 
   async #runStreams(): Promise<void> {
@@ -500,10 +561,19 @@ export class WorkerClient extends EventEmitter<WorkerClientEvents> {
     this.#reportError(cause);
   }
 
-  /** Tells listeners, then acknowledges: a proxy that updates itself in `change` acks what it serves. */
+  /** Serves and tells listeners, then acknowledges: an acknowledged version is a served one. */
   #settle(socket: WebSocket, outcome: Extract<ApplyOutcome, { applied: true }>): boolean {
-    if (!isEmptyChange(outcome.change)) this.emit("change", outcome.change);
-    this.#send(socket, { type: "ack", version: this.#table.version, digest: outcome.digest });
+    let refusal: string | undefined;
+    if (!isEmptyChange(outcome.change)) {
+      refusal = this.#options.apply?.(outcome.change);
+      this.emit("change", outcome.change);
+    }
+    if (refusal !== undefined) {
+      this.#send(socket, { type: "nack", version: this.#table.version, error: refusal });
+      this.#reportError(new RoutesRefusedError(refusal));
+    } else {
+      this.#send(socket, { type: "ack", version: this.#table.version, digest: outcome.digest });
+    }
     this.emit("synced", {
       version: this.#table.version,
       digest: outcome.digest,

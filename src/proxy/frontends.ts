@@ -1,0 +1,126 @@
+import { readFileSync } from "node:fs";
+import http from "node:http";
+import https from "node:https";
+import net from "node:net";
+import type { DataPlane } from "./data-plane.js";
+import { handleRequest } from "./http-forwarder.js";
+import type { ProxySettings } from "./settings.js";
+import { handleTcpConnection } from "./tcp-forwarder.js";
+import { handleUpgrade } from "./upgrade-forwarder.js";
+
+/** The traffic listeners of one worker. */
+export interface Frontends {
+  /** Where traffic is accepted: every port of the range, or the wildcard port. */
+  readonly addresses: net.AddressInfo[];
+  /** Stops accepting connections; open ones stay. */
+  stopAccepting(): Promise<void>;
+  /** Resolves once every HTTP connection has ended, or after `timeoutMs` having cut the rest. */
+  drainHttp(timeoutMs: number): Promise<void>;
+  /** Reads TLS_CERT_FILE and TLS_KEY_FILE again; open connections keep their session. */
+  reloadTls(): void;
+}
+
+type TrafficServer = http.Server | https.Server;
+
+function readTls(settings: ProxySettings): { cert: Buffer; key: Buffer } | undefined {
+  if (settings.tls === null) return undefined;
+  return { cert: readFileSync(settings.tls.certFile), key: readFileSync(settings.tls.keyFile) };
+}
+
+function listen(server: net.Server, host: string, port: number): Promise<net.AddressInfo> {
+  return new Promise((resolve, reject) => {
+    const fail = (error: Error): void =>
+      reject(new Error(`cannot listen on ${host}:${port}: ${error.message}`));
+    server.once("error", fail);
+    server.listen({ host, port }, () => {
+      server.off("error", fail);
+      resolve(server.address() as net.AddressInfo);
+    });
+  });
+}
+
+function closeServer(server: net.Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/**
+ * Opens the worker's traffic listeners. Port mode: one listener per port of the range, all bound
+ * at start; each connection goes to the TCP forwarder when its port holds a `tcp` route now, and
+ * to the shared HTTP(S) server otherwise (which answers 404 where the port holds nothing).
+ * Wildcard mode: the HTTP(S) server itself listens on the wildcard port.
+ */
+export async function openFrontends(settings: ProxySettings, plane: DataPlane): Promise<Frontends> {
+  const tls = readTls(settings);
+  const onRequest: http.RequestListener = (req, res) => handleRequest(plane, req, res);
+  const server: TrafficServer =
+    tls === undefined ? http.createServer(onRequest) : https.createServer(tls, onRequest);
+  // Long uploads and long polls are the app's business: no whole-request deadline.
+  server.requestTimeout = 0;
+  server.keepAliveTimeout = 65_000;
+  server.on("upgrade", (req: http.IncomingMessage, socket, head: Buffer) => {
+    upgraded.add(socket);
+    plane.metrics.connectionClosed("http");
+    handleUpgrade(plane, req, socket, head);
+  });
+  const upgraded = new WeakSet<object>();
+  const httpSockets = new Set<net.Socket>();
+  server.on(tls === undefined ? "connection" : "secureConnection", (socket: net.Socket) => {
+    httpSockets.add(socket);
+    plane.metrics.connectionOpened("http");
+    socket.once("close", () => {
+      httpSockets.delete(socket);
+      if (!upgraded.has(socket)) plane.metrics.connectionClosed("http");
+    });
+  });
+  server.on("clientError", (_error, socket) => {
+    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
+    socket.destroy();
+  });
+
+  const listeners: net.Server[] = [];
+  const addresses: net.AddressInfo[] = [];
+  try {
+    if (settings.frontendMode === "wildcard") {
+      listeners.push(server);
+      addresses.push(await listen(server, settings.bindHost, settings.wildcardTrafficPort ?? 80));
+    } else {
+      const [first, last] = settings.portRange ?? [0, -1];
+      const servesHttp = settings.protocols.includes("http");
+      for (let port = first; port <= last; port += 1) {
+        const listener = net.createServer((socket) => {
+          const served = plane.index().byPort.get(port);
+          if (served?.route.protocol === "tcp") handleTcpConnection(plane, served, socket);
+          else if (servesHttp || served !== undefined) server.emit("connection", socket);
+          else socket.destroy();
+        });
+        listeners.push(listener);
+        addresses.push(await listen(listener, settings.bindHost, port));
+      }
+    }
+  } catch (error) {
+    await Promise.all(listeners.filter((each) => each.listening).map(closeServer));
+    throw error;
+  }
+
+  return {
+    addresses,
+    stopAccepting: async () => {
+      await Promise.all(listeners.filter((each) => each.listening).map(closeServer));
+    },
+    drainHttp: async (timeoutMs) => {
+      server.closeIdleConnections();
+      // Keep-alive connections that finish a request from now on are closed, not kept.
+      server.keepAliveTimeout = 1;
+      const deadline = Date.now() + timeoutMs;
+      while (httpSockets.size > 0 && Date.now() < deadline) {
+        server.closeIdleConnections();
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      for (const socket of httpSockets) socket.destroy();
+    },
+    reloadTls: () => {
+      const fresh = readTls(settings);
+      if (fresh !== undefined && server instanceof https.Server) server.setSecureContext(fresh);
+    },
+  };
+}
