@@ -1,4 +1,4 @@
-/** WebSocket close codes of the worker stream, as the stream contract names them. */
+/** WebSocket close codes of the worker stream, as docs/api.md ("The stream") names them. */
 export const StreamCloseCode = {
   /** The worker stops on purpose. */
   Normal: 1000,

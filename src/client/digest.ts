@@ -7,7 +7,7 @@ export interface DigestEntry {
 }
 
 /**
- * The digest of a worker's table as the stream contract defines it: the lowercase hex SHA-256 of
+ * The digest of a worker's table as docs/api.md ("The stream") defines it: the lowercase hex SHA-256 of
  * one line `"<id> <version>\n"` per route, sorted by id in UTF-8 byte order. The empty table
  * hashes the empty string. Pure: equal tables give equal digests whatever the input order.
  */

@@ -24,6 +24,7 @@ import {
   registeredSchema,
   routePageSchema,
   routeSchema,
+  serviceIndexSchema,
   sessionDeletedSchema,
   statusSchema,
   workerSchema,
@@ -332,6 +333,13 @@ export const OPERATIONS: Operation[] = [
     summary: "The public keys that verify access tokens (a JWK Set)",
     roles: [],
     responses: { 200: { description: "JWK Set", schema: jwksSchema } },
+  },
+  {
+    method: "get",
+    path: "/",
+    summary: "What this service is: name, version, links to its other paths and docs",
+    roles: [],
+    responses: { 200: { description: "The service's index", schema: serviceIndexSchema } },
   },
   {
     method: "get",

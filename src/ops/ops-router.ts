@@ -6,9 +6,24 @@ import { requireRole } from "../http/auth.js";
 import { readFleetSummary } from "./fleet-summary.js";
 import type { Metrics } from "./metrics.js";
 import { openApiDocument } from "./openapi.js";
-import { SOFTWARE_VERSION } from "./software-version.js";
+import { PACKAGE_DESCRIPTION, PACKAGE_NAME, SOFTWARE_VERSION } from "./software-version.js";
 
-/** /status for admins (or anyone with PUBLIC_STATUS=true), /metrics and /openapi.json. */
+/**
+ * Paths a service's documents sit at, relative to the package (and the repository): the
+ * coordinator has no public address of its own to link them at.
+ */
+const DOCS = {
+  readme: "README.md",
+  api: "docs/api.md",
+  stream: "docs/stream.md",
+  architecture: "docs/architecture.md",
+  operations: "docs/operations.md",
+};
+
+/**
+ * `/` (what this is, for anyone), /status for admins (or anyone with PUBLIC_STATUS=true),
+ * /metrics and /openapi.json.
+ */
 export function opsRouter(deps: {
   knex: Knex;
   tokens: TokenRegistry;
@@ -20,6 +35,24 @@ export function opsRouter(deps: {
 }): Router {
   const router = Router();
   const guard = deps.publicStatus ? [] : [requireRole(deps.tokens, "admin")];
+
+  // Someone who opens the coordinator's address in a browser or with curl learns what it is.
+  router.get("/", (_req, res) => {
+    res.json({
+      name: PACKAGE_NAME,
+      version: SOFTWARE_VERSION,
+      description: PACKAGE_DESCRIPTION,
+      links: {
+        openapi: "/openapi.json",
+        status: "/status",
+        health: "/healthz",
+        ready: "/readyz",
+        metrics: "/metrics",
+        access_keys: "/.well-known/jwks.json",
+      },
+      docs: DOCS,
+    });
+  });
 
   router.get("/status", ...guard, async (_req, res) => {
     const fleet = await readFleetSummary(deps.knex);

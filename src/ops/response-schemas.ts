@@ -176,3 +176,12 @@ export const statusSchema = Joi.object({
     }),
   ),
 });
+
+/** `GET /`: what this service is and where to read on. */
+export const serviceIndexSchema = Joi.object({
+  name: Joi.string().required(),
+  version: Joi.string().required(),
+  description: Joi.string().required(),
+  links: Joi.object().pattern(Joi.string(), Joi.string()).required(),
+  docs: Joi.object().pattern(Joi.string(), Joi.string()).required(),
+});

@@ -20,6 +20,7 @@ function ownPackageJson(): string {
 const ownPackage = JSON.parse(readFileSync(ownPackageJson(), "utf8")) as {
   name: string;
   version: string;
+  description: string;
 };
 
 /** This coordinator's release, from package.json. */
@@ -27,3 +28,6 @@ export const SOFTWARE_VERSION = ownPackage.version;
 
 /** The package's name, as `GET /` gives it. */
 export const PACKAGE_NAME = ownPackage.name;
+
+/** The package's one-line description. */
+export const PACKAGE_DESCRIPTION = ownPackage.description;

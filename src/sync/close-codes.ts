@@ -1,4 +1,4 @@
-/** WebSocket close codes of the stream (API.md "The stream"). */
+/** WebSocket close codes of the stream (docs/api.md, "The stream"). */
 export const CloseCode = {
   GoingAway: 1001,
   /** Another stream of the same worker replaced this one. */

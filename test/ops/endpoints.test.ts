@@ -157,18 +157,20 @@ describe("GET /status", () => {
     expect(sorted(s.coordinator)).toEqual(
       ["database", "instance_id", "started_at", "uptime_s", "version"].sort(),
     );
-    // API.md lists version, routes, changelog_min_version; stranded_routes is an addition.
+    // The platform's contract names version, routes, changelog_min_version; stranded_routes is
+    // this coordinator's addition (docs/api.md lists all four).
     expect(sorted(s.routing)).toEqual(
       ["changelog_min_version", "routes", "stranded_routes", "version"].sort(),
     );
-    // API.md lists total, alive, lost, draining, connected, converged. `registered` (the fourth
-    // status a worker can have) is an addition, so that the counts add up to `total`.
+    // The contract names total, alive, lost, draining, connected, converged. `registered` (the
+    // fourth status a worker can have) is added, so that the counts add up to `total`.
     expect(sorted(s.workers)).toEqual(
       ["alive", "connected", "converged", "draining", "lost", "registered", "total"].sort(),
     );
     expect(s.workers_detail).toHaveLength(2);
     for (const w of s.workers_detail) {
-      // API.md lists the first nine; last_nack (shown in /status, says the stream section) is added.
+      // The contract names the first nine; last_nack (shown in /status, says its stream section)
+      // is added. docs/api.md lists them all.
       expect(sorted(w)).toEqual(
         [
           "applied_version",

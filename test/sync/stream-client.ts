@@ -16,7 +16,7 @@ export interface DigestEntry {
 }
 
 /**
- * The stream's digest computed here from its definition in API.md, independently of the code
+ * The stream's digest computed here from its definition in docs/api.md, independently of the code
  * under test: SHA-256 (lowercase hex) of "<id> <version>\n" per route, sorted by id in byte order.
  */
 export function expectedDigest(routes: Iterable<DigestEntry>): string {
