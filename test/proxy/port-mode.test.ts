@@ -125,11 +125,16 @@ describe("a proxy worker in port mode", () => {
     expect(answer.headers.get("content-type")).toBe("application/problem+json");
   });
 
-  it("serves a route on the same port of the other worker after its worker is killed", async () => {
+  it("serves a route on the same port of the other worker after its worker is killed, with the same token", async () => {
     const route = await createRoute({
+      open_to_public: false,
       upstreams: [{ host: "127.0.0.1", port: app.httpPort, weight: 1 }],
     });
-    expect((await fetch(route.url)).status).toBe(200);
+    const issued = await h.manager.post<{ token: string }>(`/routes/${route.id}/tokens`, {});
+    expect(issued.status).toBe(201);
+    const bearer = { authorization: `Bearer ${issued.body.token}` };
+    expect((await fetch(route.url)).status).toBe(401);
+    expect((await fetch(route.url, { headers: bearer })).status).toBe(200);
     await workers[0]?.kill();
     const moved = await waitFor(
       async () => {
@@ -144,12 +149,13 @@ describe("a proxy worker in port mode", () => {
     expect(moved.url).toBe(`http://127.0.0.3:${route.port}/`);
     const served = await waitFor(
       async () => {
-        const answer = await fetch(moved.url);
+        const answer = await fetch(moved.url, { headers: bearer });
         return answer.status === 200 ? answer : undefined;
       },
       10_000,
       "the other worker to serve the route",
     );
     expect(served?.headers.get("x-app")).toBe("app");
+    expect((await fetch(moved.url)).status).toBe(401);
   });
 });

@@ -154,7 +154,7 @@ async function freeOpsPort(host: string): Promise<number> {
 /** The worker's /readyz body once it answers 200. */
 export async function waitReady(
   worker: WorkerProcess,
-  timeoutMs = 20_000,
+  timeoutMs = 45_000,
 ): Promise<{ coordinator: string; version: number }> {
   const body = await waitFor(
     async () => {
