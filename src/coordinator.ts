@@ -96,7 +96,11 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
         if (committedAt !== undefined)
           metrics.propagation.observe((Date.now() - committedAt) / 1000);
       },
-      activity: (workerId, routes) => activity.report(workerId, routes),
+      activity: (workerId, routes, notOwn) => {
+        const badTime = activity.report(workerId, routes);
+        if (notOwn > 0) metrics.activityDropped.inc({ reason: "not_own" }, notOwn);
+        if (badTime > 0) metrics.activityDropped.inc({ reason: "bad_time" }, badTime);
+      },
     },
   );
   await hub.start();

@@ -73,7 +73,10 @@ export async function findExpiredRouteIds(db: Db, now: Date, limit: number): Pro
   return rows.map((r) => r.id);
 }
 
-/** Records traffic times, only for routes the reporting worker serves, never moving backwards. */
+/**
+ * Records traffic times, only for routes the reporting worker serves, never moving backwards and
+ * never before the route existed (such a time is no traffic of this route).
+ */
 export async function recordActivity(
   db: Db,
   rows: Array<{ routeId: string; workerId: string; at: Date }>,
@@ -83,7 +86,7 @@ export async function recordActivity(
   await db.raw(
     `UPDATE routes SET last_activity_at = GREATEST(COALESCE(routes.last_activity_at, v.at), v.at)
      FROM (VALUES ${values}) AS v(id, worker_id, at)
-     WHERE routes.id = v.id AND routes.worker_id = v.worker_id`,
+     WHERE routes.id = v.id AND routes.worker_id = v.worker_id AND v.at >= routes.created_at`,
     rows.flatMap((r) => [r.routeId, r.workerId, r.at]),
   );
 }

@@ -17,6 +17,7 @@ export class Metrics {
   readonly streamDisconnects: client.Counter<"code">;
   readonly reaperRuns: client.Counter<"outcome">;
   readonly failovers: client.Counter;
+  readonly activityDropped: client.Counter<"reason">;
   readonly writeSeconds: client.Histogram;
   readonly writeRequests: client.Histogram;
 
@@ -57,6 +58,12 @@ export class Metrics {
     this.failovers = new client.Counter({
       name: "appproxy_failovers_total",
       help: "Routes moved off lost workers by this instance's reaper.",
+      registers,
+    });
+    this.activityDropped = new client.Counter({
+      name: "appproxy_activity_dropped_total",
+      help: "Activity entries dropped: not_own (a route not on the reporting worker's table), bad_time (unreadable, unstorable, or ahead of this clock by more than the allowed skew).",
+      labelNames: ["reason"],
       registers,
     });
     this.writeSeconds = new client.Histogram({

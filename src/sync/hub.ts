@@ -53,7 +53,8 @@ const REMOVED_CHECK_MS = 5000;
 export interface HubEvents {
   frameSent?(type: string): void;
   acknowledged?(workerId: string, version: number, committedAt: number | undefined): void;
-  activity?(workerId: string, routes: Record<string, string>): void;
+  /** A worker's traffic report, reduced to routes of its table; `notOwn` counts the others. */
+  activity?(workerId: string, routes: Record<string, string>, notOwn: number): void;
 }
 
 /**
@@ -375,9 +376,19 @@ export class Hub {
       case "resync":
         this.requestResync(session);
         return;
-      case "activity":
-        this.events.activity?.(session.workerId, frame.routes);
+      case "activity": {
+        // Only routes this stream's worker holds: a report for another worker's route must not
+        // stand in for (or hide) that worker's own reports.
+        const own: Record<string, string> = {};
+        let notOwn = 0;
+        for (const [routeId, time] of Object.entries(frame.routes)) {
+          const id = routeId.toLowerCase();
+          if (session.table.has(id)) own[id] = time;
+          else notOwn += 1;
+        }
+        this.events.activity?.(session.workerId, own, notOwn);
         return;
+      }
     }
   }
 

@@ -251,14 +251,15 @@ describe("activity", () => {
     expect(await inactive(new Date(trafficAt.getTime() + 1))).toEqual([idle.id, busy.id].sort());
   });
 
-  it("reported ahead of the coordinator's clock counts from the report's arrival", async () => {
+  it("reported a little ahead of the coordinator's clock counts from the report's arrival", async () => {
     const reporter = await clients.connect(harness.admin, portRegistration("skewed"));
     const { route } = await createRoute(
       harness.manager,
       routeInput({ worker_id: reporter.workerId }),
     );
     const sent = Date.now();
-    reporter.reportActivity(route.id, new Date(sent + 3_600_000));
+    // Within ACTIVITY_CLOCK_SKEW_MS (30 s): a clock that runs ahead, not a wrong report.
+    reporter.reportActivity(route.id, new Date(sent + 20_000));
     const seen = await pollFor(
       async () => {
         const r = await getRoute(harness.admin, route.id);
@@ -269,11 +270,56 @@ describe("activity", () => {
     );
     expect(seen).toBeGreaterThanOrEqual(sent);
     expect(seen).toBeLessThanOrEqual(Date.now());
-    // So an hour later, idle culling would see it: inactive since a minute from now.
+    // So twenty seconds later, idle culling would see it: inactive since a second from now.
     const res = await harness.admin.get<{ items: Array<{ id: string }> }>(
-      `/routes?worker_id=${reporter.workerId}&inactive_since=${encodeURIComponent(new Date(Date.now() + 60_000).toISOString())}`,
+      `/routes?worker_id=${reporter.workerId}&inactive_since=${encodeURIComponent(new Date(Date.now() + 1000).toISOString())}`,
     );
     expect(res.body.items.map((r) => r.id)).toEqual([route.id]);
+  });
+
+  it("drops an entry it cannot use alone, and keeps every other worker's and entry's reports", async () => {
+    const reporter = await clients.connect(harness.admin, portRegistration("bad-times"));
+    const victim = await clients.connect(harness.admin, portRegistration("victim"));
+    const on = async (client: typeof reporter) =>
+      (await createRoute(harness.manager, routeInput({ worker_id: client.workerId }))).route;
+    const [unstorable, beyondJs, early, ahead, good] = [
+      await on(reporter),
+      await on(reporter),
+      await on(reporter),
+      await on(reporter),
+      await on(reporter),
+    ];
+    const theirs = await on(victim);
+    await waitFor(() => reporter.table.get(good.id), 10_000, "the routes in the reporter's table");
+    await waitFor(() => victim.table.get(theirs.id), 10_000, "the route in the victim's table");
+    const metricsBefore = String((await harness.anonymous.get("/metrics")).body);
+    const dropped = (text: string, reason: string) =>
+      metricSum(text, "appproxy_activity_dropped_total", { reason });
+
+    const at = new Date();
+    // Times PostgreSQL cannot store, one before the route existed, one an hour ahead, and an
+    // hour-ahead report of another worker's route that would stand in for that worker's own.
+    reporter.reportActivity(unstorable.id, new Date("-000001-01-01T00:00:00.000Z"));
+    reporter.reportActivity(beyondJs.id, new Date(8.64e15));
+    reporter.reportActivity(early.id, new Date("2000-01-01T00:00:00.000Z"));
+    reporter.reportActivity(ahead.id, new Date(Date.now() + 3_600_000));
+    reporter.reportActivity(theirs.id, new Date(Date.now() + 3_600_000));
+    reporter.reportActivity(good.id, at);
+    victim.reportActivity(theirs.id, at);
+
+    for (const route of [good, theirs]) {
+      await waitFor(
+        async () => (await getRoute(harness.admin, route.id)).last_activity_at === at.toISOString(),
+        10_000,
+        `the activity of ${route.id} to be recorded`,
+      );
+    }
+    for (const route of [unstorable, beyondJs, early, ahead]) {
+      expect((await getRoute(harness.admin, route.id)).last_activity_at, route.id).toBeNull();
+    }
+    const metricsAfter = String((await harness.anonymous.get("/metrics")).body);
+    expect(dropped(metricsAfter, "not_own") - dropped(metricsBefore, "not_own")).toBe(1);
+    expect(dropped(metricsAfter, "bad_time") - dropped(metricsBefore, "bad_time")).toBe(3);
   });
 
   it("of a route another worker serves is not recorded", async () => {

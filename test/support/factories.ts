@@ -36,11 +36,14 @@ export function wildcardWorker(overrides: Record<string, unknown> = {}) {
   };
 }
 
+/** Registers a worker; a known name needs `workerToken`, its worker's token. */
 export async function registerWorker(
   registration: Api,
   body: Record<string, unknown> = portWorker(),
+  workerToken?: string,
 ): Promise<WorkerAnswer> {
-  const res = await registration.post<WorkerAnswer>("/workers/register", body);
+  const headers: Record<string, string> = workerToken ? { "x-worker-token": workerToken } : {};
+  const res = await registration.post<WorkerAnswer>("/workers/register", body, headers);
   if (res.status !== 201 && res.status !== 200) {
     throw new Error(`register failed: ${res.status} ${JSON.stringify(res.body)}`);
   }

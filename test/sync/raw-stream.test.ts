@@ -272,15 +272,15 @@ describe("frames a worker sends", () => {
     const first = await createRoute(w.worker.id);
     await stream.expect("diff");
     // The same registration again changes no URL: the next frame is the next change's diff.
-    await registerWorker(h.registration, registration);
+    await registerWorker(h.registration, registration, w.token);
     const second = await createRoute(w.worker.id);
     expect(await stream.next()).toMatchObject({ type: "diff", to: second.version });
 
-    await registerWorker(h.registration, {
-      ...registration,
-      advertised_host: "proxy-7.example.com",
-      tls: true,
-    });
+    await registerWorker(
+      h.registration,
+      { ...registration, advertised_host: "proxy-7.example.com", tls: true },
+      w.token,
+    );
     const snapshot = await stream.expect("snapshot");
     // No routing version: placement did not change, so neither do versions nor the digest.
     expect(snapshot.version).toBe(second.version);
