@@ -138,11 +138,13 @@ describe("a worker in wildcard mode with TLS", () => {
     const route = await createRoute();
     const host = `${route.subdomain}.${DOMAIN}`;
     const before = await request(host, "/");
-    const socket = new WebSocket(`wss://${HOST}:${trafficPort}/`, {
+    // ws hands TLS options such as servername on to tls.connect; its types omit them.
+    const tlsOptions: WebSocket.ClientOptions & { servername: string } = {
       headers: { host: `${host}:${trafficPort}` },
       servername: host,
       ca: [readFileSync(fixture("wildcard-1.crt"))],
-    });
+    };
+    const socket = new WebSocket(`wss://${HOST}:${trafficPort}/`, tlsOptions);
     await new Promise((resolve, reject) => {
       socket.once("open", resolve);
       socket.once("error", reject);
