@@ -52,7 +52,7 @@ export function clientAllowed(served: ServedRoute, clientAddress: string): boole
 }
 
 /**
- * API.md's order: outside allowed_client_ips → 403; open_to_public → served; else a valid access
+ * docs/api.md's order ("The proxy worker"): outside allowed_client_ips → 403; open_to_public → served; else a valid access
  * token for this route, as the permit cookie or a bearer token → served; else 401. The permit
  * cookie always leaves the request; `Authorization` leaves only when it carried a valid access
  * token of this route (an app's own bearer credentials pass).

@@ -1,6 +1,6 @@
 /**
- * `npm run worker`: a proxy worker serving its routes, configured by its environment (API.md,
- * "Reaching a route"). `npm run worker -- --print-table …` runs the table-printing client instead.
+ * `npm run worker`: a proxy worker serving its routes, configured by its environment (docs/api.md,
+ * "The proxy worker"). `npm run worker -- --print-table …` runs the table-printing client instead.
  */
 import { createLogger } from "../logger.js";
 import { parseProxySettings } from "./settings.js";

@@ -4,7 +4,7 @@ import type { DenialReason } from "./access.js";
 export type TrafficProtocol = "http" | "ws" | "tcp";
 export type CodeClass = "1xx" | "2xx" | "3xx" | "4xx" | "5xx";
 
-/** The worker's own metrics (API.md: appproxy_worker_*), in a registry of their own. */
+/** The worker's own metrics (docs/api.md: appproxy_worker_*), in a registry of their own. */
 export class WorkerMetrics {
   readonly registry = new Registry();
   readonly #requests = new Counter({

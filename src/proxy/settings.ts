@@ -5,7 +5,7 @@ import proxyaddr from "proxy-addr";
 import type { RouteMode } from "../client/route.js";
 import type { WorkerRegistration } from "../client/registration.js";
 
-/** The protocols this worker can serve; h2 and grpc routes are refused (API.md). */
+/** The protocols this worker can serve; h2 and grpc routes are refused (docs/api.md, "The proxy worker"). */
 export const SERVED_PROTOCOLS = ["http", "tcp"] as const;
 export type ServedProtocol = (typeof SERVED_PROTOCOLS)[number];
 
@@ -94,7 +94,7 @@ interface RawSettings {
 }
 
 /**
- * Reads a proxy worker's settings from its environment (API.md, "Reaching a route"). Every
+ * Reads a proxy worker's settings from its environment (docs/api.md, "The proxy worker"). Every
  * problem is reported, not just the first; empty variables count as unset.
  */
 export function parseProxySettings(
