@@ -100,12 +100,14 @@ export interface WorkerProcess {
 
 export async function spawnWorker(
   env: Record<string, string>,
-  options: { dataDir?: string } = {},
+  /** `nodeArgs` go to Node before the script (e.g. `--inspect=…` for heap checks). */
+  options: { dataDir?: string; nodeArgs?: string[] } = {},
 ): Promise<WorkerProcess> {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), "appproxy-worker-"));
   const host = env.BIND_HOST ?? "127.0.0.1";
   const opsPort = env.OPS_PORT ?? String(await freeOpsPort(host));
-  const child = spawn(process.execPath, ["--import", "tsx", "src/proxy/main.ts"], {
+  const nodeArgs = options.nodeArgs ?? [];
+  const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", "src/proxy/main.ts"], {
     env: {
       PATH: process.env.PATH ?? "",
       REGISTRATION_TOKEN: TOKENS.registration,
