@@ -1,11 +1,13 @@
-import type { Protocol, RouteMode, WorkerRow, WorkerStatus } from "../workers/model.js";
+import type { Protocol, RouteMode, WorkerRow } from "../workers/model.js";
 import { ELIGIBLE_STATUSES } from "../workers/model.js";
+import type { FreePorts } from "./free-ports.js";
 
-/** A worker as placement sees it: its rules, its load and how many ports it has left. */
+/** A worker as placement sees it: its rules, its load and the free ports it was told of. */
 export interface Candidate extends Pick<
   WorkerRow,
   | "id"
   | "name"
+  | "status"
   | "frontend_mode"
   | "port_lo"
   | "port_hi"
@@ -17,9 +19,8 @@ export interface Candidate extends Pick<
   | "capacity"
   | "route_count"
 > {
-  status: WorkerStatus;
-  /** Free ports known to be left (at least as many as the request needs); ignored in wildcard mode. */
-  free_ports: number;
+  /** Its lowest free ports and those asked for (see FreePorts); empty in wildcard mode. */
+  free: FreePorts;
 }
 
 /** What a route asks of the worker that serves it. */
@@ -52,12 +53,16 @@ export function servingRejection(worker: Candidate, demand: Demand): string | un
   return undefined;
 }
 
-/** True while the worker has room for one more route. */
+export const atCapacity = (worker: Candidate): boolean =>
+  worker.capacity !== null && worker.route_count >= worker.capacity;
+
+/** True while the worker has room for one more route: below its capacity, and a port if it needs one. */
 export function hasRoom(worker: Candidate): boolean {
-  if (worker.capacity !== null && worker.route_count >= worker.capacity) return false;
-  return worker.frontend_mode === "wildcard" || worker.free_ports > 0;
+  if (atCapacity(worker)) return false;
+  return worker.frontend_mode === "wildcard" || worker.free.lowest() !== undefined;
 }
 
+/** The "can take" rule of the API, for a route that asks no particular port or subdomain. */
 export const canTake = (worker: Candidate, demand: Demand): boolean =>
   servingRejection(worker, demand) === undefined && hasRoom(worker);
 
@@ -86,10 +91,4 @@ export function leastLoaded<C extends Candidate>(
     }
   }
   return best;
-}
-
-/** Counts one more route on `worker` after placing it there. */
-export function occupy(worker: Candidate, usesPort: boolean): void {
-  worker.route_count += 1;
-  if (usesPort) worker.free_ports -= 1;
 }

@@ -116,12 +116,6 @@ class PatchRun implements ScriptedRun<RouteView> {
     return { ok: true, value: view, version };
   }
 
-  middle(): Statement[] {
-    return [];
-  }
-
-  afterMiddle(): void {}
-
   writes(): Statement[] {
     if (this.changed.size === 0) return [];
     const rows = [...this.changed].map((id) => this.current.get(id)!.row);

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { Knex } from "knex";
-import { Prepared, runCall, type Call } from "../db/prepared.js";
+import { Prepared, type Call } from "../db/prepared.js";
 import { json, type Row } from "../db/script.js";
 import type { ListRoutesQuery } from "./schema.js";
 import type { RouteRow, UrlWorker } from "./model.js";
@@ -144,86 +144,6 @@ export async function deleteRoutes(tx: Knex.Transaction, ids: string[]): Promise
   }
 }
 
-/** Books the given (worker, port) pairs, all known to be free, in one statement. */
-export async function takePorts(
-  tx: Knex.Transaction,
-  pairs: Array<{ workerId: string; port: number }>,
-): Promise<void> {
-  if (pairs.length === 0) return;
-  const result = await runCall<{ rows: unknown[] }>(tx, takePortsStatement(pairs));
-  if (result.rows.length !== pairs.length) throw new Error("a port expected free was taken");
-}
-
-/**
- * Books, for each worker, the `count` lowest of its free ports, in one statement for all of
- * them. Returns each worker's ports, lowest first.
- */
-export async function takeLowestPorts(
-  tx: Knex.Transaction,
-  wanted: Map<string, number>,
-): Promise<Map<string, number[]>> {
-  if (wanted.size === 0) return new Map();
-  const result = await runCall<{ rows: Row[] }>(tx, takeLowestPortsStatement(wanted));
-  return portsByWorker(result.rows);
-}
-
-/** (worker_id, port) rows as each worker's ports, lowest first. */
-export function portsByWorker(rows: Row[]): Map<string, number[]> {
-  const byWorker = new Map<string, number[]>();
-  for (const row of rows) {
-    const id = String(row.worker_id);
-    const list = byWorker.get(id);
-    if (list) list.push(Number(row.port));
-    else byWorker.set(id, [Number(row.port)]);
-  }
-  for (const list of byWorker.values()) list.sort((x, y) => x - y);
-  return byWorker;
-}
-
-/** Returns ports to their worker's free list. */
-export async function releasePorts(
-  tx: Knex.Transaction,
-  workerId: string,
-  ports: number[],
-): Promise<void> {
-  if (ports.length === 0) return;
-  await tx("free_ports")
-    .insert(ports.map((port) => ({ worker_id: workerId, port })))
-    .onConflict(["worker_id", "port"])
-    .ignore();
-}
-
-/** Of `pairs` (worker, port), those that are free now, as "worker:port" keys. */
-export async function freePortsAmong(
-  db: Db,
-  workerIds: string[],
-  ports: number[],
-): Promise<Set<string>> {
-  if (workerIds.length === 0 || ports.length === 0) return new Set();
-  const rows = (await db("free_ports")
-    .whereIn("worker_id", workerIds)
-    .whereIn("port", [...new Set(ports)])
-    .select("worker_id", "port")) as Array<{ worker_id: string; port: number }>;
-  return new Set(rows.map((r) => `${r.worker_id}:${r.port}`));
-}
-
-/** Of the given subdomains, those already taken on `domains`, as "domain/subdomain" keys. */
-export async function takenSubdomains(
-  db: Db,
-  domains: string[],
-  subdomains: string[],
-): Promise<Set<string>> {
-  if (domains.length === 0 || subdomains.length === 0) return new Set();
-  const rows = (await db("routes")
-    .whereIn("wildcard_domain", [...new Set(domains)])
-    .whereIn("subdomain", [...new Set(subdomains)])
-    .select("wildcard_domain", "subdomain")) as Array<{
-    wildcard_domain: string;
-    subdomain: string;
-  }>;
-  return new Set(rows.map((r) => `${r.wildcard_domain}/${r.subdomain}`));
-}
-
 // Statements for scripted runs (see db/script.ts and db/prepared.ts), prepared once per
 // connection; knex's queries run them with runCall.
 
@@ -309,60 +229,3 @@ export function updateRoutesStatement(rows: RouteRow[], columns: Array<keyof Rou
     rows.map((r) => r.id),
   );
 }
-
-const TAKE_PORTS = new Prepared(
-  "appproxy_take_ports",
-  ["uuid[]", "int[]"],
-  `DELETE FROM free_ports f USING unnest($1, $2) AS v(worker_id, port)
-    WHERE f.worker_id = v.worker_id AND f.port = v.port RETURNING f.worker_id, f.port`,
-);
-
-/** Books the given (worker, port) pairs; returns the pairs it booked. */
-export const takePortsStatement = (pairs: Array<{ workerId: string; port: number }>): Call =>
-  TAKE_PORTS.with(
-    pairs.map((p) => p.workerId),
-    pairs.map((p) => p.port),
-  );
-
-const LOWEST_FREE_PORTS = new Prepared(
-  "appproxy_lowest_free_ports",
-  ["uuid[]", "text[]", "int"],
-  `WITH c AS (
-      (SELECT w.id FROM workers w WHERE w.id = ANY($1) AND w.frontend_mode = 'port')
-      UNION
-      (SELECT w.id FROM workers w WHERE w.status = ANY($2) AND w.frontend_mode = 'port'
-        ORDER BY w.route_count, w.name LIMIT $3))
-    SELECT p.worker_id, p.port FROM c CROSS JOIN LATERAL (
-      SELECT f.worker_id, f.port FROM free_ports f WHERE f.worker_id = c.id
-      ORDER BY f.worker_id, f.port LIMIT $3) p`,
-);
-
-/**
- * The `count` lowest free ports of the pinned port-mode workers and of the `count` least loaded
- * eligible ones (as placement ranks them): rows (worker_id, port), to book without another
- * round trip where placement lands on one of them.
- */
-export const lowestFreePortsStatement = (
-  pinned: string[],
-  eligible: readonly string[],
-  count: number,
-): Call => LOWEST_FREE_PORTS.with(pinned, [...eligible], count);
-
-/*
- * The rows are picked by the (worker_id, port) index and deleted by their row address: joined
- * back on their key instead, the generic plan PostgreSQL settles on after a few executions
- * hashed the picked rows against a sequential scan of every free port of every worker.
- */
-const TAKE_LOWEST_PORTS = new Prepared(
-  "appproxy_take_lowest_ports",
-  ["uuid[]", "int[]"],
-  `DELETE FROM free_ports f WHERE f.ctid = ANY(ARRAY(
-      SELECT p.ctid FROM unnest($1, $2) AS want(worker_id, n) CROSS JOIN LATERAL (
-        SELECT g.ctid FROM free_ports g WHERE g.worker_id = want.worker_id
-        ORDER BY g.worker_id, g.port LIMIT want.n) p))
-    RETURNING f.worker_id, f.port`,
-);
-
-/** Books, for each worker, the `count` lowest of its free ports; returns (worker_id, port). */
-export const takeLowestPortsStatement = (wanted: Map<string, number>): Call =>
-  TAKE_LOWEST_PORTS.with([...wanted.keys()], [...wanted.values()]);

@@ -2,7 +2,7 @@ import type { Knex } from "knex";
 import { badRequest, notFound, validationFailed } from "../errors.js";
 import type { Committed } from "../versioning/change.js";
 import type { Committer } from "../versioning/committer.js";
-import { adjustRouteCounts } from "../workers/repository.js";
+import { applyTally, WorkerTally } from "../placement/repository.js";
 import { scriptedCreate, type CreateOutcome } from "./create.js";
 import { checkIfMatch, scriptedPatch, type IfMatch } from "./patch.js";
 import { presentRoute, type RouteRow, type RouteView } from "./model.js";
@@ -12,7 +12,6 @@ import {
   findRoute,
   findRoutesOfSession,
   listRoutes,
-  releasePorts,
 } from "./repository.js";
 import type { ListRoutesQuery, RouteInput, RoutePatch } from "./schema.js";
 
@@ -121,13 +120,8 @@ export class RouteService {
       tx,
       rows.map((r) => r.id),
     );
-    const ports = new Map<string, number[]>();
-    const counts = new Map<string, number>();
-    for (const r of rows) {
-      counts.set(r.worker_id, (counts.get(r.worker_id) ?? 0) - 1);
-      if (r.port !== null) ports.set(r.worker_id, [...(ports.get(r.worker_id) ?? []), r.port]);
-    }
-    for (const [workerId, list] of ports) await releasePorts(tx, workerId, list);
-    await adjustRouteCounts(tx, counts);
+    const tally = new WorkerTally();
+    for (const r of rows) tally.remove(r.worker_id, r.port);
+    await applyTally(tx, tally);
   }
 }

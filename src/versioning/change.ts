@@ -43,16 +43,14 @@ export interface PlanContext {
 export type RunResult<T> = { ok: true; value: T; version?: number } | { ok: false; error: unknown };
 
 /**
- * The changes of one kind that arrived together, run as one pass in a few round trips: the
- * statements of `reads` go out with the lock, `plan` decides every change in memory, `middle`
- * (if any) books what only the database can hand out, and `writes` go out with the log and the
- * commit. Statements are SQL text, or prepared statements with their values (see db/prepared.ts).
+ * The changes of one kind that arrived together, run as one pass in two round trips: the
+ * statements of `reads` go out with the lock, `plan` decides every change in memory (versions,
+ * placement, ports), and `writes` go out with the log and the commit. Statements are SQL text,
+ * or prepared statements with their values (see db/prepared.ts).
  */
 export interface ScriptedRun<T> {
   reads(): Statement[];
   plan(rows: Row[][], ctx: PlanContext): void;
-  middle(): Statement[];
-  afterMiddle(rows: Row[][]): void;
   writes(): Statement[];
   results(): Array<RunResult<T>>;
 }

@@ -203,9 +203,6 @@ export class Committer {
     };
     const readsOf = slicer(readRows, reads);
     for (const { run } of runs) run.plan(readsOf(), ctx);
-    const middle = runs.map(({ run }) => run.middle());
-    const middleOf = slicer(await session.run(middle.flat()), middle);
-    for (const { run } of runs) run.afterMiddle(middleOf());
     const writes = runs.flatMap(({ run }) => run.writes());
     for (const { items, run } of runs) {
       run.results().forEach((result, i) => {

@@ -1,10 +1,12 @@
 import { randomUUID } from "node:crypto";
 import type { Knex } from "knex";
-import { Channel } from "../db/channels.js";
+import { notifyWorkerReaddressed, notifyWorkerRemoved } from "../db/channels.js";
 import { conflict, notFound } from "../errors.js";
 import { presentRoute, type RouteView } from "../routes/model.js";
 import { findRoutesOfWorker } from "../routes/repository.js";
+import { readHead } from "../sync/changelog.js";
 import { relocateRoutes } from "../placement/relocate.js";
+import { resetFreePorts } from "../placement/repository.js";
 import type { Committed } from "../versioning/change.js";
 import type { Committer } from "../versioning/committer.js";
 import { presentWorker, type WorkerRow, type WorkerStatus, type WorkerView } from "./model.js";
@@ -14,7 +16,6 @@ import {
   findWorkerByName,
   insertWorker,
   listWorkers,
-  resetFreePorts,
   setStatus,
   updateRegistration,
 } from "./repository.js";
@@ -76,7 +77,6 @@ export class WorkerService {
       let row: WorkerRow;
       if (!known) {
         row = await insertWorker(tx, randomUUID(), r, now);
-        await resetFreePorts(tx, row.id, r.port_range);
       } else {
         const moved = addressChanged(known, r);
         if (moved && known.route_count > 0) {
@@ -90,15 +90,15 @@ export class WorkerService {
         if (known.route_count > 0 && urlChanged(known, r)) {
           // Delivered at commit: the instance holding the worker's stream sends it a snapshot,
           // whose routes carry the new URLs (no routing version: placement did not change).
-          await tx.raw("SELECT pg_notify(?, ?)", [Channel.WorkerReaddressed, row.id]);
+          await notifyWorkerReaddressed(tx, row.id);
         }
       }
-      const head = await tx("routing_state").where({ id: 1 }).first("version");
+      const head = await readHead(tx);
       const routes = await findRoutesOfWorker(tx, row.id);
       return {
         worker: presentWorker(row),
         created: !known,
-        version: Number(head.version),
+        version: head.version,
         routes: routes.map((route) => presentRoute(route, row)),
       };
     });
@@ -141,10 +141,18 @@ export class WorkerService {
   /**
    * Removes the worker, moving its routes to other eligible workers in the same version. Routes
    * with nowhere to go make it a 409 that changes nothing, unless `force` deletes them.
+   * `onlyIf`, checked under the lock, removes it only while it is as the caller last saw it
+   * (the reaper forgetting a lost worker): otherwise, or when it is gone already, nothing
+   * changes. Answers whether it was removed.
    */
-  remove(id: string, force: boolean): Promise<Committed<void>> {
+  remove(
+    id: string,
+    force: boolean,
+    onlyIf?: (current: WorkerRow) => boolean,
+  ): Promise<Committed<boolean>> {
     return this.committer.submit("workers.delete", async (ctx) => {
       const worker = await findWorker(ctx.tx, id);
+      if (onlyIf && (!worker || !onlyIf(worker))) return false;
       if (!worker) throw notFound(`Worker ${id} does not exist.`);
       const routes = await findRoutesOfWorker(ctx.tx, id);
       if (!force) {
@@ -160,7 +168,8 @@ export class WorkerService {
       await relocateRoutes(ctx, worker, routes, { deleteStranded: true });
       await deleteWorker(ctx.tx, id);
       // Delivered at commit: every instance closes the removed worker's stream.
-      await ctx.tx.raw("SELECT pg_notify(?, ?)", [Channel.WorkerRemoved, id]);
+      await notifyWorkerRemoved(ctx.tx, id);
+      return true;
     });
   }
 }

@@ -3,14 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RouteRow } from "../../src/routes/model.js";
 import { Prepared, type Call } from "../../src/db/prepared.js";
 import { ScriptSession } from "../../src/db/script.js";
-import {
-  lowestFreePortsStatement,
-  routesByIdsStatement,
-  takeLowestPortsStatement,
-  takePortsStatement,
-  updateRoutesStatement,
-} from "../../src/routes/repository.js";
-import { candidateSet, freePortsAmongStatement } from "../../src/workers/repository.js";
+import { routesByIdsStatement, updateRoutesStatement } from "../../src/routes/repository.js";
+import { WorkerTally } from "../../src/placement/repository.js";
 import { startHarness } from "../support/harness.js";
 import { portWorker, registerWorker, routeBody, type RouteAnswer } from "../support/factories.js";
 
@@ -35,8 +29,16 @@ beforeAll(async () => {
   // And a worker with 20,000 free ports.
   wideWorker = (await registerWorker(h.registration, portWorker({ port_range: [20000, 39999] })))
     .worker.id;
+  // And a fleet of thousands of workers (lost ones, copies of it).
+  await h.database.knex.raw(
+    `INSERT INTO workers
+    SELECT (jsonb_populate_record(NULL::workers, to_jsonb(w) || jsonb_build_object(
+      'id', gen_random_uuid(), 'name', w.name || '-' || i, 'status', 'lost'))).*
+    FROM workers w, generate_series(1, 3000) i WHERE w.id = ?`,
+    [wideWorker],
+  );
   await h.database.knex.raw("ANALYZE routes");
-  await h.database.knex.raw("ANALYZE free_ports");
+  await h.database.knex.raw("ANALYZE workers");
 });
 afterAll(() => h?.close());
 
@@ -90,21 +92,16 @@ describe("statements of the write path, with their values and prepared", () => {
     }
   });
 
-  it("a creation reads its routes and books its ports by key", async () => {
+  it("a creation reads its routes by key and books its ports on its workers' rows by key", async () => {
     for (const plan of await plansOf(routesByIdsStatement([routeId]))) {
       expect(plan).toMatch(/Index Scan (using|on) routes_pkey/);
     }
-    const bookings = [
-      takePortsStatement([{ workerId: wideWorker, port: 20001 }]),
-      takeLowestPortsStatement(new Map([[wideWorker, 2]])),
-      lowestFreePortsStatement([wideWorker], ["registered", "alive"], 2),
-      freePortsAmongStatement(candidateSet([wideWorker], true), [20001, 20002]),
-    ];
-    for (const call of bookings) {
-      for (const plan of await plansOf(call)) {
-        expect(plan, call.statement.name).toMatch(/Index (Only )?Scan using free_ports_pkey/);
-        expect(plan, call.statement.name).not.toMatch(/Seq Scan on free_ports/);
-      }
+    const tally = new WorkerTally();
+    tally.add(wideWorker, 20001);
+    tally.add(wideWorker, 20002);
+    for (const plan of await plansOf(tally.statement())) {
+      expect(plan).toMatch(/Index Scan using workers_pkey/);
+      expect(plan).not.toMatch(/Seq Scan on workers/);
     }
   });
 });

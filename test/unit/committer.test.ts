@@ -48,8 +48,6 @@ function note(id: string, text: string, fail = false, needs?: string[]): Scripte
             });
           }
         },
-        middle: () => [],
-        afterMiddle: () => undefined,
         writes: () =>
           inputs.map((i) =>
             i.fail ? "SELECT 1/0" : sql`INSERT INTO probe_notes VALUES (${i.id}, ${i.text})`,

@@ -3,13 +3,13 @@ import {
   canTake,
   hasRoom,
   leastLoaded,
-  occupy,
   portInRange,
   servingRejection,
   type Candidate,
   type Demand,
 } from "../../src/placement/placement.js";
 import { freshSubdomain } from "../../src/placement/subdomain.js";
+import { FreePorts } from "../../src/placement/free-ports.js";
 
 function worker(overrides: Partial<Candidate> = {}): Candidate {
   return {
@@ -26,7 +26,7 @@ function worker(overrides: Partial<Candidate> = {}): Candidate {
     capacity: null,
     route_count: 0,
     status: "alive",
-    free_ports: 100,
+    free: new FreePorts([[10200, 10299]]),
     ...overrides,
   };
 }
@@ -71,19 +71,18 @@ describe("servingRejection", () => {
 describe("room and choice", () => {
   it("counts capacity and free ports; wildcard workers need no ports", () => {
     expect(hasRoom(worker({ capacity: 2, route_count: 2 }))).toBe(false);
-    expect(hasRoom(worker({ free_ports: 0 }))).toBe(false);
-    expect(hasRoom(worker({ frontend_mode: "wildcard", free_ports: 0 }))).toBe(true);
+    expect(hasRoom(worker({ free: new FreePorts([]) }))).toBe(false);
+    expect(hasRoom(worker({ frontend_mode: "wildcard", free: new FreePorts([]) }))).toBe(true);
+    expect(hasRoom(worker({ frontend_mode: "wildcard", capacity: 0 }))).toBe(false);
   });
 
   it("picks the least loaded worker that can take the route, ties by name", () => {
     const a = worker({ id: "a", name: "a", route_count: 3 });
     const b = worker({ id: "b", name: "b", route_count: 1 });
     const c = worker({ id: "c", name: "c", route_count: 1 });
-    const full = worker({ id: "d", name: "d", route_count: 0, free_ports: 0 });
+    const full = worker({ id: "d", name: "d", route_count: 0, free: new FreePorts([]) });
     expect(leastLoaded([a, b, c, full], (w) => canTake(w, demand))?.id).toBe("b");
-    occupy(b, true);
-    expect(b.route_count).toBe(2);
-    expect(b.free_ports).toBe(99);
+    b.route_count += 1;
     expect(leastLoaded([a, b, c, full], (w) => canTake(w, demand))?.id).toBe("c");
     expect(leastLoaded([full], (w) => canTake(w, demand))).toBeUndefined();
   });
