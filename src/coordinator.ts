@@ -7,7 +7,7 @@ import { createHttpServer } from "./http/server.js";
 import type { Secrets } from "./auth/secrets.js";
 import { TokenRegistry } from "./auth/tokens.js";
 import type { Config } from "./config.js";
-import { Channel, parseRoutingPayload } from "./db/channels.js";
+import { CHANNELS, parseNotice } from "./db/channels.js";
 import { migrateToLatest, openDatabase, type Database } from "./db/database.js";
 import { NotificationListener } from "./db/notifications.js";
 import { ActivityRecorder } from "./liveness/activity.js";
@@ -112,18 +112,24 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
   });
   const listener = new NotificationListener(
     database,
-    [Channel.Routing, Channel.Streams, Channel.WorkerRemoved, Channel.WorkerReaddressed],
+    [...CHANNELS],
     (channel, payload) => {
-      if (channel === Channel.Routing) {
-        // "head origin": a commit of this instance reached the hub through onCommit already
-        // (were its answer lost with the connection, the hub's timer reads the head anyway).
-        const { head, origin } = parseRoutingPayload(payload);
-        if (origin !== instanceId) hub.wake(head);
-      } else if (channel === Channel.WorkerRemoved) hub.removed(payload);
-      else if (channel === Channel.WorkerReaddressed) hub.readdressed(payload);
-      else if (channel === Channel.Streams) {
-        const [workerId, otherInstance, at] = payload.split(" ");
-        if (workerId && otherInstance) hub.replacedElsewhere(workerId, otherInstance, Number(at));
+      const notice = parseNotice(channel, payload);
+      switch (notice?.kind) {
+        case "routing":
+          // A commit of this instance reached the hub through onCommit already (were its answer
+          // lost with the connection, the hub's timer reads the head anyway).
+          if (notice.origin !== instanceId) hub.wake(notice.head);
+          break;
+        case "worker_removed":
+          hub.removed(notice.workerId);
+          break;
+        case "worker_readdressed":
+          hub.readdressed(notice.workerId);
+          break;
+        case "stream_taken":
+          hub.replacedElsewhere(notice.workerId, notice.instanceId, notice.at);
+          break;
       }
     },
     () => {

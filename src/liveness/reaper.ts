@@ -1,5 +1,4 @@
 import type { Knex } from "knex";
-import { Channel } from "../db/channels.js";
 import type { DatabaseKind } from "../db/database.js";
 import type { Logger } from "../logger.js";
 import { relocateRoutes } from "../placement/relocate.js";
@@ -7,7 +6,8 @@ import { findRoutesOfWorker } from "../routes/repository.js";
 import { RouteService } from "../routes/service.js";
 import type { Committer } from "../versioning/committer.js";
 import type { WorkerRow } from "../workers/model.js";
-import { deleteWorker, findWorker, setStatus } from "../workers/repository.js";
+import { findWorker, setStatus } from "../workers/repository.js";
+import { WorkerService } from "../workers/service.js";
 import {
   countStranded,
   findExpiredRouteIds,
@@ -50,6 +50,7 @@ export interface ReaperRun {
  */
 export class Reaper {
   private readonly routes: RouteService;
+  private readonly workers: WorkerService;
 
   constructor(
     private readonly knex: Knex,
@@ -59,6 +60,7 @@ export class Reaper {
     private readonly logger: Logger,
   ) {
     this.routes = new RouteService(knex, committer);
+    this.workers = new WorkerService(knex, committer);
   }
 
   async run(now = new Date()): Promise<ReaperRun> {
@@ -114,19 +116,16 @@ export class Reaper {
     }
 
     for (const w of await findForgettable(this.knex, now, s.workerForgetAfterS, BATCH)) {
-      const forgotten = await this.committer.submit("workers.delete", async (ctx) => {
-        const current = await findWorker(ctx.tx, w.id);
-        // Re-checked under the lock: a worker that came back since the query is not forgotten.
-        if (!current || current.status !== "lost" || !samePresence(current, w)) return false;
-        if (time(current.lost_at) !== time(w.lost_at)) return false;
-        // As DELETE /workers/{id}?force=true: routes move where they can, the rest go.
-        await relocateRoutes(ctx, current, await findRoutesOfWorker(ctx.tx, w.id), {
-          deleteStranded: true,
-        });
-        await deleteWorker(ctx.tx, w.id);
-        await ctx.tx.raw("SELECT pg_notify(?, ?)", [Channel.WorkerRemoved, w.id]);
-        return true;
-      });
+      // As DELETE /workers/{id}?force=true (routes move where they can, the rest go), only if
+      // it is still the lost worker the query found: one that came back since is not forgotten.
+      const forgotten = await this.workers.remove(
+        w.id,
+        true,
+        (current) =>
+          current.status === "lost" &&
+          samePresence(current, w) &&
+          time(current.lost_at) === time(w.lost_at),
+      );
       if (forgotten.result) result.forgotten.push(w.id);
     }
     if (result.forgotten.length > 0)

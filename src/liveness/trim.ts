@@ -1,3 +1,4 @@
+import { readHead } from "../sync/changelog.js";
 import type { Committer } from "../versioning/committer.js";
 
 /** Rows deleted per statement, so that a large trim never holds the lock for long. */
@@ -12,12 +13,8 @@ export async function trimChangelog(
   retention: number,
 ): Promise<number | undefined> {
   const { result } = await committer.submit("changelog.trim", async ({ tx }) => {
-    const state = (await tx("routing_state").where({ id: 1 }).first()) as {
-      version: number;
-      changelog_floor: number;
-    };
-    const target = Number(state.version) - retention;
-    const floor = Number(state.changelog_floor);
+    const { version, floor } = await readHead(tx);
+    const target = version - retention;
     if (target <= floor) return undefined;
     const through = Math.min(target, floor + TRIM_CHUNK);
     await tx("change_entries").where("version", "<=", through).delete();

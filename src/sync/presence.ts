@@ -1,5 +1,5 @@
 import type { Knex } from "knex";
-import { Channel } from "../db/channels.js";
+import { notifyStreamTaken } from "../db/channels.js";
 import type { Logger } from "../logger.js";
 import { storable } from "../shared/text.js";
 
@@ -41,10 +41,7 @@ export class PresenceWriter {
 
   /** The worker's stream is now on this instance; it is alive (unless draining). */
   async connected(workerId: string, now: Date): Promise<void> {
-    await this.knex.raw("SELECT pg_notify(?, ?)", [
-      Channel.Streams,
-      `${workerId} ${this.instanceId} ${now.getTime()}`,
-    ]);
+    await notifyStreamTaken(this.knex, workerId, this.instanceId, now);
     await this.knex("workers")
       .where({ id: workerId })
       .update({
