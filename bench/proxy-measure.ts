@@ -9,6 +9,7 @@ import { processCpuSeconds, residentBytes, sleep, summarize, type Summary } from
 
 export interface Target {
   name: string;
+  host: string;
   port: number;
   /** The proxy's process (undefined for the direct baseline, which has no proxy). */
   pid: number | undefined;
@@ -43,7 +44,7 @@ export async function throughput(
       "-t1",
       `-c${connections}`,
       `-d${seconds}s`,
-      `http://127.0.0.1:${target.port}/`,
+      `http://${target.host}:${target.port}/`,
     ]);
     let text = "";
     wrk.stdout.on("data", (chunk: Buffer) => (text += chunk.toString()));
@@ -81,7 +82,7 @@ export async function fixedRate(
 ): Promise<RateResult> {
   const { latencies, failures } = await load.call<{ latencies: number[]; failures: number }>(
     "httpRate",
-    { url: `http://127.0.0.1:${target.port}/`, rate, durationMs },
+    { url: `http://${target.host}:${target.port}/`, rate, durationMs },
   );
   return { summary: summarize(latencies), failures };
 }
@@ -93,7 +94,7 @@ export async function wsEcho(
   options: { rate: number; connections: number; size: number; durationMs: number },
 ): Promise<RateResult> {
   const { latencies, lost } = await load.call<{ latencies: number[]; lost: number }>("wsEcho", {
-    url: `ws://127.0.0.1:${target.port}/`,
+    url: `ws://${target.host}:${target.port}/`,
     ...options,
   });
   return { summary: summarize(latencies), failures: lost };
@@ -125,7 +126,7 @@ export async function idleWebSockets(
   const rssBefore = await rss();
   const opened = await load.call<{ open: number; failures: number; lastError: string }>(
     "openIdle",
-    { url: `ws://127.0.0.1:${target.port}/`, count },
+    { url: `ws://${target.host}:${target.port}/`, count },
   );
   await sleep(3000);
   const rssAfter = await rss();

@@ -158,7 +158,7 @@ export async function startNginx(upstreamPort: number): Promise<Started & { port
     `worker_processes 1;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
-events { worker_connections 19000; }
+events { worker_connections 19900; }
 worker_rlimit_nofile 20000;
 http {
   access_log off;

@@ -1,12 +1,17 @@
 /**
  * `npm run bench:proxy`: the data plane against its peers on one machine in one run. The
  * upstream app and the load generator run in processes of their own on one core; each proxy
- * (nginx from Debian, configurable-http-proxy from npm) runs alone on the other core in turn.
- * A direct request to the upstream is the baseline latencies are added to.
+ * (the appproxy worker, nginx from Debian, configurable-http-proxy from npm) runs alone on the
+ * other core in turn. A direct request to the upstream is the baseline latencies are added to.
+ * Then the control plane's side: POST /routes → first 200 through the worker with many workers
+ * connected, and the event-loop hold of applying a 10,000-route snapshot.
  *
  * Settings: BENCH_PROXY_SECONDS (each closed-loop and fixed-rate phase, default 10),
  * BENCH_PROXY_IDLE (idle WebSockets, default 10,000 or what the open-file limit allows),
- * BENCH_PROXY_ONLY (comma-separated names of the proxies to run).
+ * BENCH_PROXY_ONLY (comma-separated names of the proxies to run), BENCH_PROXY_FLEET (simulated
+ * workers beside the real one, default 999), BENCH_PROXY_REACH_SAMPLES (default 200),
+ * BENCH_PROXY_SNAPSHOT_ROUTES (default 10,000); PostgreSQL at BENCH_DATABASE_URL as the other
+ * benches.
  */
 import { spawnSync } from "node:child_process";
 import os from "node:os";
@@ -32,6 +37,9 @@ import {
   type Started,
 } from "./proxy-processes.js";
 import { machine } from "./support.js";
+import { startCoordinator, useFreshDatabase } from "./harness.js";
+import { snapshotHold, timeToReachable } from "./proxy-control.js";
+import { publicRoute, startWorkerProcess, type WorkerProcess } from "./proxy-worker.js";
 
 const SECONDS = Number(process.env.BENCH_PROXY_SECONDS ?? 10);
 const IN_FLIGHT = 16;
@@ -50,10 +58,28 @@ function idleCount(): number {
 
 interface Proxy {
   name: string;
-  start(upstreamPort: number): Promise<Started & { port: number }>;
+  start(upstreamPort: number): Promise<Started & { port: number; host?: string }>;
 }
 
+let coordinatorUrl = "";
+/** The worker of the data-plane phases, kept for time to reachable. */
+let benchWorker: WorkerProcess | undefined;
+
+async function startBenchWorker(upstreamPort: number) {
+  const worker = await startWorkerProcess(coordinatorUrl, {
+    FRONTEND_MODE: "port",
+    PORT_RANGE: `${WORKER_PORTS[0]}:${WORKER_PORTS[1]}`,
+  });
+  benchWorker = worker;
+  await publicRoute(coordinatorUrl, worker, WORKER_PORTS[0], upstreamPort);
+  return { pid: worker.pid, port: WORKER_PORTS[0], host: worker.host, stop: async () => undefined };
+}
+
+/** The worker's port range: one port for the data-plane route, the rest for time to reachable. */
+const WORKER_PORTS: [number, number] = [20000, 20031];
+
 const PROXIES: Proxy[] = [
+  { name: "appproxy worker", start: startBenchWorker },
   { name: "nginx 1.22", start: startNginx },
   { name: `configurable-http-proxy ${CHP_VERSION}`, start: startChp },
 ];
@@ -153,16 +179,32 @@ async function main(): Promise<void> {
       .map((l) => l.toFixed(1))
       .join(" ")}`,
   );
+  const db = await useFreshDatabase("appproxy_bench_proxy");
+  const coordinator = await startCoordinator({
+    DATABASE_URL: db.url,
+    WORKER_LOST_AFTER_S: "86400",
+  });
+  coordinatorUrl = coordinator.url;
   const upstream = await startUpstream();
   const load = await startLoadGenerator();
-  const directTarget: Target = { name: "direct", port: upstream.port, pid: undefined };
+  const directTarget: Target = {
+    name: "direct",
+    host: "127.0.0.1",
+    port: upstream.port,
+    pid: undefined,
+  };
   const direct = await throughput(directTarget, IN_FLIGHT, SECONDS);
   console.error(`direct: ${Math.round(direct.perSecond)} requests/s`);
 
   const rows: Row[] = [];
   for (const proxy of proxies) {
     const started = await proxy.start(upstream.port);
-    const target = { name: proxy.name, port: started.port, pid: started.pid };
+    const target = {
+      name: proxy.name,
+      host: started.host ?? "127.0.0.1",
+      port: started.port,
+      pid: started.pid,
+    };
     // A short run first: connection pools filled, code paths compiled.
     await throughput(target, IN_FLIGHT, 2);
     const tp = await throughput(target, IN_FLIGHT, SECONDS);
@@ -176,6 +218,26 @@ async function main(): Promise<void> {
     await started.stop();
     rows.push({ name: proxy.name, throughput: tp, latency, directLatency, echo, directEcho, idle });
   }
+  const control: string[] = [];
+  if (benchWorker) {
+    const fleetSize = Number(process.env.BENCH_PROXY_FLEET ?? 999);
+    const reach = await timeToReachable(
+      coordinatorUrl,
+      benchWorker,
+      [WORKER_PORTS[0] + 1, WORKER_PORTS[1]],
+      upstream.port,
+      fleetSize,
+      Number(process.env.BENCH_PROXY_REACH_SAMPLES ?? 200),
+    );
+    await benchWorker.stop();
+    control.push(
+      `time to reachable (POST /routes sent → first 200 through the worker), ${reach.workers} workers connected, ${reach.summary.n} routes one after another: p50 ${reach.summary.p50.toFixed(2)} ms, p99 ${reach.summary.p99.toFixed(2)} ms, max ${reach.summary.max.toFixed(2)} ms`,
+    );
+    const snapshot = await snapshotHold(Number(process.env.BENCH_PROXY_SNAPSHOT_ROUTES ?? 10_000));
+    control.push(
+      `applying a ${snapshot.routes.toLocaleString("en-US")}-route snapshot (${snapshot.snapshots} snapshot frame sent): longest event-loop hold ${snapshot.loopMaxMs.toFixed(1)} ms (longest 1 ms timer gap ${snapshot.longestTimerGapMs.toFixed(1)} ms), index applies ${(snapshot.applySecondsSum * 1000).toFixed(1)} ms in ${snapshot.applyCount} (appproxy_worker_apply_seconds), start → serving ${snapshot.servedAfterMs.toFixed(0)} ms`,
+    );
+  }
   console.log(
     `load average at end ${os
       .loadavg()
@@ -184,6 +246,8 @@ async function main(): Promise<void> {
   );
   console.log("");
   console.log(table(rows, direct, idleTarget));
+  console.log("");
+  for (const line of control) console.log(`- ${line}`);
 }
 
 await runBenchmark(main);
