@@ -2,7 +2,9 @@ import Joi from "joi";
 import {
   dnsLabel,
   labelMap,
+  labelFilter,
   optionalText,
+  plainText,
   propagationQuery,
   storableTime,
   tcpPort,
@@ -21,7 +23,15 @@ const upstream = Joi.object({
 });
 
 const healthCheck = Joi.object({
-  path: Joi.string().pattern(/^\//).max(1024).required(),
+  // Goes into the request line of the worker's probe: printable ASCII only, no space.
+  path: Joi.string()
+    .pattern(/^\/[\x21-\x7e]*$/)
+    .max(1024)
+    .required()
+    .messages({
+      "string.pattern.base":
+        "must be an absolute path of printable ASCII without spaces (percent-encode the rest)",
+    }),
   interval_s: Joi.number().integer().strict().min(1).max(3600).required(),
   max_wait_s: Joi.number().integer().strict().min(1).max(3600).required(),
 }).allow(null);
@@ -41,10 +51,10 @@ const mutable = {
 
 export const routeCreateSchema = Joi.object({
   id: uuid,
-  session_id: Joi.string().min(1).max(255).required(),
+  session_id: plainText(255).min(1).required(),
   kernel_id: optionalText(),
   endpoint_id: optionalText(),
-  app: Joi.string().min(1).max(63).required(),
+  app: plainText(63).min(1).required(),
   protocol: Joi.string()
     .valid(...PROTOCOLS)
     .default("http"),
@@ -111,24 +121,20 @@ export const mutationQuerySchema = Joi.object(propagationQuery);
 export const readQuerySchema = Joi.object({});
 
 export const deleteBySessionQuerySchema = Joi.object({
-  session_id: Joi.string().min(1).max(255).required(),
+  session_id: plainText(255).min(1).required(),
   ...propagationQuery,
 }).messages({ "any.required": "is required: give session_id" });
 
 export const listRoutesQuerySchema = Joi.object({
-  session_id: Joi.string().max(255),
-  endpoint_id: Joi.string().max(255),
+  // The same rules as the fields they match: whatever can be stored can be found.
+  session_id: plainText(255),
+  endpoint_id: plainText(255),
   worker_id: uuid,
-  app: Joi.string().max(63),
+  app: plainText(63),
   mode: Joi.string().valid(...ROUTE_MODES),
-  user_id: Joi.string().max(255),
-  project_id: Joi.string().max(255),
-  label: Joi.alternatives().try(
-    Joi.string().pattern(/^[^:]+:.*$/, "key:value"),
-    Joi.array()
-      .items(Joi.string().pattern(/^[^:]+:.*$/, "key:value"))
-      .max(16),
-  ),
+  user_id: plainText(255),
+  project_id: plainText(255),
+  label: Joi.alternatives().try(labelFilter, Joi.array().items(labelFilter).max(16)),
   inactive_since: storableTime,
   limit: Joi.number().integer().min(1).max(1000).default(100),
   cursor: Joi.string().max(200),

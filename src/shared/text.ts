@@ -17,3 +17,17 @@ export function storable(text: string): string {
   if (isStorable(text)) return text;
   return (text as unknown as WellFormed).toWellFormed().replaceAll("\0", "\uFFFD");
 }
+
+/**
+ * Whether `text` holds a control character: C0 (U+0000-U+001F, CR and LF among them), DEL, C1
+ * (U+007F-U+009F, NEL among them) or a Unicode line or paragraph separator (U+2028, U+2029).
+ * Workers may put stored text into HTTP headers, request lines and logs, where any of these can
+ * split a message or a line.
+ */
+export function hasControlCharacter(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 || (c >= 0x7f && c <= 0x9f) || c === 0x2028 || c === 0x2029) return true;
+  }
+  return false;
+}

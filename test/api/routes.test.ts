@@ -130,6 +130,31 @@ describe("reading, patching and deleting routes", () => {
     expect(await count("label=i:1&label=i:0")).toBe(0);
   });
 
+  it("finds every storable label with label=key:value", async () => {
+    const session = `labels-${Date.now()}`;
+    const labels = {
+      "a.b/c_d-e": "x:y:z",
+      empty: "",
+      spaced: "  with spaces and ünïcödé 😀 ",
+      long: "v".repeat(255),
+    };
+    const created = await h.manager.post<RouteAnswer>(
+      "/routes",
+      routeBody({ session_id: session, labels }),
+    );
+    expect(created.status).toBe(201);
+    for (const [key, value] of Object.entries(labels)) {
+      const res = await h.admin.get<{ items: RouteAnswer[] }>(
+        `/routes?session_id=${session}&label=${encodeURIComponent(`${key}:${value}`)}`,
+      );
+      expect(res.status, key).toBe(200);
+      expect(
+        res.body.items.map((r) => r.id),
+        key,
+      ).toEqual([created.body.id]);
+    }
+  });
+
   it("patches with If-Match and answers 412 on a stale ETag", async () => {
     const created = await h.manager.post<RouteAnswer>("/routes", routeBody());
     const stale = `"${created.body.version - 1}"`;
