@@ -11,13 +11,15 @@
  * an IPC round trip of the bench's.
  *
  * Settings: BENCH_QUICK=1 (N=100 only, 3 s phases), BENCH_SYNC_SIZES=100,1000,
- * BENCH_PHASE_S=20, BENCH_SKIP_ETCD=1, BENCH_SKIP_WS=1.
+ * BENCH_PHASE_S=20, BENCH_SKIP_ETCD=1, BENCH_SKIP_WS=1. BENCH_SYNC_MODE=databases runs instead
+ * the embedded database beside PostgreSQL (bench/sync-databases.ts).
  */
 import { randomUUID } from "node:crypto";
 import os from "node:os";
 import { runBenchmark } from "./cleanup.js";
 import { etcdPut, etcdVersion, startEtcd } from "./etcd-baseline.js";
 import { startFleet, type Fleet, type WorkerRef } from "./fleet.js";
+import { runDatabaseComparison } from "./sync-databases.js";
 import {
   ADMIN,
   MANAGER,
@@ -690,4 +692,4 @@ async function main() {
   for (const [n, results] of all) report(n, results);
 }
 
-await runBenchmark(main);
+await runBenchmark(process.env.BENCH_SYNC_MODE === "databases" ? runDatabaseComparison : main);

@@ -1,12 +1,12 @@
 import { mkdirSync } from "node:fs";
 import path from "node:path";
-import { PGlite } from "@electric-sql/pglite";
 import knexFactory, { type Knex } from "knex";
 import ClientPgLite from "knex-pglite";
 import pg from "pg";
 import type { Logger } from "../logger.js";
 import { DataDirInUse, lockDataDir } from "./data-dir-lock.js";
 import { latestMigration, migrationSource } from "./migration-source.js";
+import { PGliteThread } from "./pglite-thread.js";
 
 // bigint columns (versions) fit comfortably in a JS number; counts come back as numbers too.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v: string) => Number(v));
@@ -18,16 +18,15 @@ export interface Database {
   readonly knex: Knex;
   readonly kind: DatabaseKind;
   readonly url: string | undefined;
-  readonly pglite: PGlite | undefined;
+  /** The embedded database, on its own thread (undefined on PostgreSQL). */
+  readonly pglite: PGliteThread | undefined;
   close(): Promise<void>;
 }
 
 export interface OpenOptions {
   url?: string | undefined;
-  /** Directory of the embedded database; ignored with `url`. */
+  /** Directory of the embedded database (its files are in `pgdata` there); ignored with `url`. */
   dataDir?: string | undefined;
-  /** An already open PGlite instance (tests share a migrated template this way). */
-  pglite?: PGlite;
   poolMax?: number;
   /** Where knex's own warnings go; JSON lines instead of its plain-text console output. */
   logger?: Logger;
@@ -65,20 +64,16 @@ export async function openDatabase(options: OpenOptions): Promise<Database> {
       close: () => (closed ??= knex.destroy()),
     };
   }
-  let pglite = options.pglite;
-  let release = () => {};
-  if (!pglite) {
-    const dataDir = path.resolve(options.dataDir ?? "./data");
-    mkdirSync(dataDir, { recursive: true });
-    release = lockDataDir(dataDir);
-    try {
-      pglite = await PGlite.create(path.join(dataDir, "pgdata"));
-    } catch (error) {
-      release();
-      throw error;
-    }
+  const dataDir = path.resolve(options.dataDir ?? "./data");
+  mkdirSync(dataDir, { recursive: true });
+  const release = lockDataDir(dataDir);
+  let instance: PGliteThread;
+  try {
+    instance = await PGliteThread.open(path.join(dataDir, "pgdata"));
+  } catch (error) {
+    release();
+    throw error;
   }
-  const instance = pglite;
   const knex = knexFactory({
     client: ClientPgLite as unknown as typeof Knex.Client,
     dialect: "postgres",

@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { cpSync, mkdtempSync, rmSync } from "node:fs";
-import { PGlite } from "@electric-sql/pglite";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -95,9 +94,7 @@ describe("SIGTERM", () => {
     expect(await exited).toBe(0);
     expect(output).toContain('"message":"coordinator stopped"');
     // The write answered while stopping is in the database the coordinator closed cleanly.
-    const db = testDb
-      ? await testDb.open()
-      : await openDatabase({ pglite: await PGlite.create(path.join(dataDir, "pgdata")) });
+    const db = testDb ? await testDb.open() : await openDatabase({ dataDir });
     try {
       const row = await db
         .knex("routes")

@@ -2,7 +2,6 @@ import { randomBytes } from "node:crypto";
 import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { PGlite } from "@electric-sql/pglite";
 import pg from "pg";
 import { inject } from "vitest";
 import { migrateToLatest, openDatabase, type Database } from "../../src/db/database.js";
@@ -61,11 +60,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   return {
     kind: "embedded",
     url: undefined,
-    open: () =>
-      (shared ??= (async () => {
-        const pglite = await PGlite.create(dataDir);
-        return openDatabase({ pglite });
-      })()),
+    open: () => (shared ??= openDatabase({ dataDir: dir })),
     drop: async () => {
       if (shared) await (await shared).close();
       rmSync(dir, { recursive: true, force: true });

@@ -1,7 +1,6 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { PGlite } from "@electric-sql/pglite";
 import type { TestProject } from "vitest/node";
 import { migrateToLatest, openDatabase } from "../../src/db/database.js";
 
@@ -21,11 +20,9 @@ export default async function setup(project: TestProject) {
     return;
   }
   const dir = mkdtempSync(path.join(os.tmpdir(), "appproxy-template-"));
-  const dataDir = path.join(dir, "pgdata");
-  const pglite = await PGlite.create(dataDir);
-  const db = await openDatabase({ pglite });
+  const db = await openDatabase({ dataDir: dir });
   await migrateToLatest(db.knex);
   await db.close();
-  project.provide("pgliteTemplate", dataDir);
+  project.provide("pgliteTemplate", path.join(dir, "pgdata"));
   return () => rmSync(dir, { recursive: true, force: true });
 }
