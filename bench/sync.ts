@@ -12,7 +12,8 @@
  *
  * Settings: BENCH_QUICK=1 (N=100 only, 3 s phases), BENCH_SYNC_SIZES=100,1000,
  * BENCH_PHASE_S=20, BENCH_SKIP_ETCD=1, BENCH_SKIP_WS=1. BENCH_SYNC_MODE=databases runs instead
- * the embedded database beside PostgreSQL (bench/sync-databases.ts).
+ * the embedded database beside PostgreSQL (bench/sync-databases.ts); BENCH_SYNC_MODE=idle what
+ * an idle connected fleet costs (bench/sync-idle.ts).
  */
 import { randomUUID } from "node:crypto";
 import os from "node:os";
@@ -20,6 +21,7 @@ import { runBenchmark } from "./cleanup.js";
 import { etcdPut, etcdVersion, startEtcd } from "./etcd-baseline.js";
 import { startFleet, type Fleet, type WorkerRef } from "./fleet.js";
 import { runDatabaseComparison } from "./sync-databases.js";
+import { runIdleFleet } from "./sync-idle.js";
 import {
   ADMIN,
   MANAGER,
@@ -692,4 +694,8 @@ async function main() {
   for (const [n, results] of all) report(n, results);
 }
 
-await runBenchmark(process.env.BENCH_SYNC_MODE === "databases" ? runDatabaseComparison : main);
+const MODES: Record<string, () => Promise<void>> = {
+  databases: runDatabaseComparison,
+  idle: runIdleFleet,
+};
+await runBenchmark(MODES[process.env.BENCH_SYNC_MODE ?? ""] ?? main);

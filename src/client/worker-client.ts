@@ -201,6 +201,11 @@ export class WorkerClient extends EventEmitter<WorkerClientEvents> {
   #accessKeys: AccessKeySet | undefined;
   #attempt = 0;
   #awaitingSnapshot = false;
+  /**
+   * The version the coordinator counts this worker at on the current stream: the last one
+   * acknowledged, carried along by the empty diffs after it (undefined before the first ack).
+   */
+  #ackedOnStream: number | undefined;
   #socket: WebSocket | undefined;
   #startPromise: Promise<void> | undefined;
   #stopPromise: Promise<void> | undefined;
@@ -432,6 +437,7 @@ export class WorkerClient extends EventEmitter<WorkerClientEvents> {
       });
       this.#socket = socket;
       this.#awaitingSnapshot = false;
+      this.#ackedOnStream = undefined;
       let opened = false;
       let synced = false;
       let refusedStatus: number | undefined;
@@ -527,7 +533,7 @@ export class WorkerClient extends EventEmitter<WorkerClientEvents> {
       return false;
     }
     this.#awaitingSnapshot = false;
-    return this.#settle(socket, outcome);
+    return this.#settle(socket, outcome, true);
   }
 
   #onDiff(socket: WebSocket, diff: DiffFrame): boolean {
@@ -538,7 +544,11 @@ export class WorkerClient extends EventEmitter<WorkerClientEvents> {
       this.#requestSnapshot(socket, new TableMismatchError(outcome.mismatch));
       return false;
     }
-    return this.#settle(socket, outcome);
+    // An empty diff from the version this stream last acknowledged needs no ack (docs/stream.md):
+    // the coordinator counts the worker at its `to` already, and a fleet answering each one would
+    // cost it a frame per worker.
+    const carriesChange = diff.upserts.length > 0 || diff.deletes.length > 0;
+    return this.#settle(socket, outcome, carriesChange || this.#ackedOnStream !== diff.from);
   }
 
   #onInvalidFrame(
@@ -561,8 +571,15 @@ export class WorkerClient extends EventEmitter<WorkerClientEvents> {
     this.#reportError(cause);
   }
 
-  /** Serves and tells listeners, then acknowledges: an acknowledged version is a served one. */
-  #settle(socket: WebSocket, outcome: Extract<ApplyOutcome, { applied: true }>): boolean {
+  /**
+   * Serves and tells listeners, then acknowledges: an acknowledged version is a served one.
+   * `acknowledge` is false for what needs no ack (an empty diff, see #onDiff).
+   */
+  #settle(
+    socket: WebSocket,
+    outcome: Extract<ApplyOutcome, { applied: true }>,
+    acknowledge: boolean,
+  ): boolean {
     let refusal: string | undefined;
     if (!isEmptyChange(outcome.change)) {
       refusal = this.#options.apply?.(outcome.change);
@@ -572,7 +589,10 @@ export class WorkerClient extends EventEmitter<WorkerClientEvents> {
       this.#send(socket, { type: "nack", version: this.#table.version, error: refusal });
       this.#reportError(new RoutesRefusedError(refusal));
     } else {
-      this.#send(socket, { type: "ack", version: this.#table.version, digest: outcome.digest });
+      if (acknowledge) {
+        this.#send(socket, { type: "ack", version: this.#table.version, digest: outcome.digest });
+      }
+      this.#ackedOnStream = this.#table.version;
     }
     this.emit("synced", {
       version: this.#table.version,

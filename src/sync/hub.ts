@@ -22,19 +22,21 @@ import { inSlices } from "./pacing.js";
 import type { WorkerSession } from "./session.js";
 
 /**
- * A worker no change touched gets an empty diff this long after the hub processed the first
- * version it lacks, plus its own share of EMPTY_ADVANCE_SPREAD_MS: the fleet's empty diffs (and
- * the acknowledgements they draw) trickle out instead of leaving together, and every worker
- * still follows the global version within a second.
+ * A worker no change touched gets an empty diff this share of HEARTBEAT_INTERVAL_S after the hub
+ * processed the first version it lacks, plus its own part of EMPTY_ADVANCE_SPREAD: its version
+ * follows the global one within the interval (API.md), the fleet's empty diffs trickle out
+ * instead of leaving together, and a worker under a stream of changes elsewhere gets one per
+ * interval, not one per change. Such a diff draws no ack (docs/stream.md).
  */
-const EMPTY_ADVANCE_AFTER_MS = 500;
-const EMPTY_ADVANCE_SPREAD_MS = 300;
+const EMPTY_ADVANCE_AFTER = 0.5;
+const EMPTY_ADVANCE_SPREAD = 0.4;
 /** How often due empty diffs are looked for. */
-const ADVANCE_TICK_MS = 20;
+const ADVANCE_TICK_MS = 50;
 /**
  * At most this many times a tick's share of the fleet (all of it spread over
- * EMPTY_ADVANCE_SPREAD_MS) are sent in one tick, and never fewer than ADVANCE_MIN_PER_TICK: a
- * backlog (after a pause of the event loop, say) drains over a few ticks, not in one.
+ * EMPTY_ADVANCE_SPREAD of the interval) are sent in one tick, and never fewer than
+ * ADVANCE_MIN_PER_TICK: a backlog (after a pause of the event loop, say) drains over a few
+ * ticks, not in one.
  */
 const ADVANCE_TICK_SHARES = 4;
 const ADVANCE_MIN_PER_TICK = 200;
@@ -178,6 +180,15 @@ export class Hub {
     this.distribute(head, entries);
   }
 
+  /** When an untouched worker's empty diff is due after the version it lacks, in ms. */
+  private get advanceAfterMs(): number {
+    return EMPTY_ADVANCE_AFTER * this.heartbeatIntervalS * 1000;
+  }
+
+  private get advanceSpreadMs(): number {
+    return EMPTY_ADVANCE_SPREAD * this.heartbeatIntervalS * 1000;
+  }
+
   /** Sends the versions after `processed` up to `head`, given their entries in version order. */
   private distribute(head: number, entries: LoggedEntry[]): void {
     if (head <= this.processed) return;
@@ -219,16 +230,16 @@ export class Hub {
 
   /**
    * Brings the workers whose empty diff is due up to the processed version: each one
-   * EMPTY_ADVANCE_AFTER_MS plus its share of EMPTY_ADVANCE_SPREAD_MS after the hub processed the
-   * first version it lacks. Runs in the hub's queue, in turn with the changes it distributes, and
-   * stops looking once no stream is behind.
+   * advanceAfterMs plus its share of advanceSpreadMs after the hub processed the first version it
+   * lacks. Runs in the hub's queue, in turn with the changes it distributes, and stops looking
+   * once no stream is behind.
    */
   private advanceDue(): void {
     const now = performance.now();
     const limit = Math.max(
       ADVANCE_MIN_PER_TICK,
       Math.ceil(
-        (this.sessions.size * ADVANCE_TICK_SHARES * ADVANCE_TICK_MS) / EMPTY_ADVANCE_SPREAD_MS,
+        (this.sessions.size * ADVANCE_TICK_SHARES * ADVANCE_TICK_MS) / this.advanceSpreadMs,
       ),
     );
     let behind = false;
@@ -240,14 +251,16 @@ export class Hub {
         session.advanceDueFor = session.version;
         const since = this.behind.behindSince(session.version) ?? now;
         session.advanceDueMs =
-          since + EMPTY_ADVANCE_AFTER_MS + session.advanceShare * EMPTY_ADVANCE_SPREAD_MS;
+          since + this.advanceAfterMs + session.advanceShare * this.advanceSpreadMs;
       }
       if (session.advanceDueMs > now) continue;
       this.sendDiff(session, this.processed, []);
+      // A worker that acknowledged its table holds it at the new version too, without an ack.
+      if (session.acked >= session.changedAt) this.applied(session, session.version);
       if (++sent >= limit) break;
     }
     // A stream behind for longer than this is due whatever it lacks.
-    this.behind.forgetBefore(now - 2 * (EMPTY_ADVANCE_AFTER_MS + EMPTY_ADVANCE_SPREAD_MS));
+    this.behind.forgetBefore(now - 2 * (this.advanceAfterMs + this.advanceSpreadMs));
     if (!behind && this.advanceTicker) {
       clearInterval(this.advanceTicker);
       this.advanceTicker = undefined;
@@ -356,9 +369,13 @@ export class Hub {
         session.forgetBefore(frame.version);
         const coversChange =
           frame.version >= session.changedAt && session.changedAt > session.acked;
-        session.acked = Math.max(session.acked, frame.version);
-        this.presence.acknowledged(session.workerId, frame.version, coversChange);
-        this.watch.acknowledged(session.workerId, frame.version);
+        // The empty diffs sent after a version that holds the worker's last change took it on
+        // without changing its table: it holds the last of them too.
+        this.applied(
+          session,
+          frame.version >= session.changedAt ? session.version : frame.version,
+          coversChange,
+        );
         this.events.acknowledged?.(
           session.workerId,
           frame.version,
@@ -390,6 +407,17 @@ export class Hub {
         return;
       }
     }
+  }
+
+  /**
+   * The worker holds its table at `version`: recorded as its applied version, now when `urgent`
+   * (a change someone may wait for), else with the next lazy batch.
+   */
+  private applied(session: WorkerSession, version: number, urgent = false): void {
+    if (version <= session.acked && !urgent) return;
+    session.acked = Math.max(session.acked, version);
+    this.presence.acknowledged(session.workerId, version, urgent);
+    this.watch.acknowledged(session.workerId, version);
   }
 
   /**

@@ -148,6 +148,45 @@ describe("WorkerClient against a fake coordinator", () => {
     expect(observed.synced.at(-1)).toEqual({ version: 6, digest: expectedDigest, routes: 2 });
   });
 
+  it("does not acknowledge an empty diff from the version it acknowledged on this stream", async () => {
+    const { client, observed } = startClient();
+    await client.start();
+    const stream = await connectedStream();
+    const digest = tableDigest(routes);
+    const empty = (from: number, to: number) => ({
+      type: "diff",
+      from,
+      to,
+      upserts: [],
+      deletes: [],
+      digest,
+    });
+
+    // The first frame of a stream is acknowledged even when empty: nothing was acked here yet.
+    stream.send(empty(5, 6));
+    await waitFor(() => stream.framesOfType("ack").length === 1);
+    stream.send(empty(6, 7));
+    stream.send(empty(7, 9));
+    const added = makeRoute({ version: 10 });
+    const withAdded = tableDigest([...routes, added]);
+    stream.send({
+      type: "diff",
+      from: 9,
+      to: 10,
+      upserts: [added],
+      deletes: [],
+      digest: withAdded,
+    });
+
+    await waitFor(() => stream.framesOfType("ack").length === 2);
+    expect(stream.framesOfType("ack")).toEqual([
+      { type: "ack", version: 6, digest },
+      { type: "ack", version: 10, digest: withAdded },
+    ]);
+    expect(observed.synced.map((s) => s.version)).toEqual([6, 7, 9, 10]);
+    expect(client.table.version).toBe(10);
+  });
+
   it("acknowledges a snapshot and reports what it changed", async () => {
     const { client, observed } = startClient();
     await client.start();

@@ -19,7 +19,8 @@ const streams: RawStream[] = [];
 
 beforeAll(async () => {
   // Workers here miss changes without a stream: the reaper must not count them lost meanwhile.
-  h = await startHarness({ WORKER_LOST_AFTER_S: "3600" });
+  // An untouched worker's empty diff comes within HEARTBEAT_INTERVAL_S: a short one keeps it quick.
+  h = await startHarness({ WORKER_LOST_AFTER_S: "3600", HEARTBEAT_INTERVAL_S: "2" });
   w = await registerWorker(h.registration, portWorker({ port_range: [20000, 20999] }));
   other = await registerWorker(h.registration, portWorker({ port_range: [21000, 21999] }));
   third = await registerWorker(h.registration, portWorker({ port_range: [22000, 22999] }));
@@ -138,7 +139,7 @@ describe("resuming with since", () => {
 
     // Nothing else came after that diff: the next frame is the one for the next change.
     const { version } = await mutate("POST", "/routes", routeBody({ worker_id: other.worker.id }));
-    const next = await back.next(2000);
+    const next = await back.next(5000);
     expect(next).toEqual({
       type: "diff",
       from: head,
