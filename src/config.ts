@@ -20,6 +20,13 @@ export interface Config {
   readonly reaperCron: string;
   readonly changelogRetention: number;
   readonly logLevel: string;
+  /** The Backend.AI-compatible listener's port; undefined: no such listener. */
+  readonly backendaiPort: number | undefined;
+  readonly backendaiHost: string;
+  readonly backendaiApiSecret: string | undefined;
+  readonly backendaiAllowUnauthenticatedConf: boolean;
+  /** The base URL browsers reach that listener at (answers of /status and /add). */
+  readonly backendaiAdvertiseUrl: string | undefined;
 }
 
 const tokenList = Joi.string()
@@ -57,6 +64,15 @@ const schema = Joi.object({
       return value;
     }),
   CHANGELOG_RETENTION: Joi.number().integer().min(1).default(100000),
+  BACKENDAI_PORT: Joi.number().integer().min(0).max(65535),
+  BACKENDAI_HOST: Joi.string().trim().min(1),
+  BACKENDAI_API_SECRET: Joi.string().min(16).message("must be at least 16 characters"),
+  BACKENDAI_ALLOW_UNAUTHENTICATED_CONF: Joi.boolean().truthy("1").falsy("0").default(false),
+  BACKENDAI_ADVERTISE_URL: Joi.string()
+    .trim()
+    .uri({ scheme: ["http", "https"] })
+    .pattern(/[^/]$/)
+    .message("must be an http:// or https:// URL without a trailing slash"),
   LOG_LEVEL: Joi.string()
     .valid("error", "warn", "info", "http", "verbose", "debug", "silly")
     .default("info"),
@@ -105,5 +121,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     reaperCron: v.REAPER_CRON as string,
     changelogRetention: v.CHANGELOG_RETENTION as number,
     logLevel: v.LOG_LEVEL as string,
+    backendaiPort: v.BACKENDAI_PORT as number | undefined,
+    backendaiHost: (v.BACKENDAI_HOST as string | undefined) ?? (v.HOST as string),
+    backendaiApiSecret: v.BACKENDAI_API_SECRET as string | undefined,
+    backendaiAllowUnauthenticatedConf: v.BACKENDAI_ALLOW_UNAUTHENTICATED_CONF as boolean,
+    backendaiAdvertiseUrl: v.BACKENDAI_ADVERTISE_URL as string | undefined,
   });
 }

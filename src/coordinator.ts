@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { AddressInfo } from "node:net";
 import { AccessKeyRing } from "./access/keys.js";
 import { createApp } from "./app.js";
+import { startBackendAiListener, type BackendAiListener } from "./backendai/listener.js";
 import { answerClientError } from "./http/client-error.js";
 import { createHttpServer } from "./http/server.js";
 import type { Secrets } from "./auth/secrets.js";
@@ -38,6 +39,8 @@ export interface Coordinator {
   readonly database: Database;
   readonly tokens: TokenRegistry;
   readonly accessKeys: AccessKeyRing;
+  /** The Backend.AI-compatible listener's base URL, where BACKENDAI_PORT is set. */
+  readonly backendaiUrl: string | undefined;
   readonly hub: Hub;
   readonly watch: PropagationWatch;
   readonly reaper: ReaperScheduler;
@@ -216,6 +219,19 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
       resolve();
     });
   });
+  let backendai: BackendAiListener | undefined;
+  if (config.backendaiPort !== undefined) {
+    if (!secrets.backendaiApiSecret) throw new Error("BACKENDAI_PORT is set without a secret");
+    backendai = await startBackendAiListener({
+      config,
+      secret: secrets.backendaiApiSecret,
+      knex,
+      committer,
+      accessKeys,
+      watch,
+      logger,
+    });
+  }
   reaper.start();
   const port = (server.address() as AddressInfo).port;
   const host = config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host;
@@ -235,6 +251,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
       await hub.stop();
       wss.close();
       await listener.stop();
+      const backendaiClosed = backendai?.close(SHUTDOWN_GRACE_MS);
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
         force.unref();
@@ -244,6 +261,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
         });
         server.closeIdleConnections();
       });
+      await backendaiClosed;
       await activity.stop();
       if (ownsDatabase) await database.close();
       logger.info("coordinator stopped", { instance_id: instanceId });
@@ -256,6 +274,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
     database,
     tokens,
     accessKeys,
+    backendaiUrl: backendai?.url,
     hub,
     watch,
     reaper,

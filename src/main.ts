@@ -17,10 +17,12 @@ try {
 }
 
 const logger = createLogger(config.logLevel);
+const NEVER_SHOWN = new Set(["TOKEN_SECRET", "ACCESS_TOKEN_KEYS", "BACKENDAI_API_SECRET"]);
 const { secrets, generated } = resolved;
 // Shown once, on plain lines outside the JSON log, by the start-up that generated them.
 for (const { setting, value } of generated) {
-  if (setting === "TOKEN_SECRET" || setting === "ACCESS_TOKEN_KEYS") continue;
+  // Secrets that are not tokens someone pastes elsewhere stay in the file, never on a screen.
+  if (NEVER_SHOWN.has(setting)) continue;
   process.stdout.write(`generated ${setting} (kept in ${config.dataDir}/secrets.json): ${value}\n`);
 }
 

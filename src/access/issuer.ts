@@ -16,14 +16,25 @@ export interface IssuedAccessToken {
 export class AccessTokenIssuer {
   constructor(private readonly ring: AccessKeyRing) {}
 
-  async issue(
+  /** A token valid for `ttlS` seconds from `now`. */
+  issue(
     routeId: string,
     userId: string | null,
     ttlS: number,
     now: Date = new Date(),
   ): Promise<IssuedAccessToken> {
     const iat = Math.floor(now.getTime() / 1000);
-    const exp = iat + ttlS;
+    return this.issueUntil(routeId, userId, iat + ttlS, now);
+  }
+
+  /** A token valid until `exp` (seconds since the epoch), as a caller that names the end asks. */
+  async issueUntil(
+    routeId: string,
+    userId: string | null,
+    exp: number,
+    now: Date = new Date(),
+  ): Promise<IssuedAccessToken> {
+    const iat = Math.floor(now.getTime() / 1000);
     const { kid, privateKey } = this.ring.signing;
     const jwt = new SignJWT({ route: routeId })
       .setProtectedHeader({ alg: ACCESS_TOKEN_ALG, kid, typ: "JWT" })

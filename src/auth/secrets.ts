@@ -20,6 +20,8 @@ export interface Secrets {
   tokenSecret: string;
   /** Ed25519 seeds (base64url) of the access-token keys; the first signs, all are published. */
   accessTokenKeys: readonly string[];
+  /** The Backend.AI listener's API secret; only where that listener is enabled. */
+  backendaiApiSecret?: string;
 }
 
 interface StoredSecrets {
@@ -28,6 +30,7 @@ interface StoredSecrets {
   admin_token?: string;
   token_secret?: string;
   access_token_key?: string;
+  backendai_api_secret?: string;
 }
 
 const FILE = "secrets.json";
@@ -67,6 +70,10 @@ export function resolveSecrets(config: Config): {
       take(undefined, "access_token_key", "ACCESS_TOKEN_KEYS"),
     ],
   };
+  if (config.backendaiPort !== undefined) {
+    secrets.backendaiApiSecret =
+      config.backendaiApiSecret ?? take(undefined, "backendai_api_secret", "BACKENDAI_API_SECRET");
+  }
   if (generated.length > 0) {
     mkdirSync(path.dirname(file), { recursive: true });
     writeWhole(file, JSON.stringify(stored, null, 2) + "\n");
@@ -120,6 +127,7 @@ function readStored(file: string): StoredSecrets {
     "admin_token",
     "token_secret",
     "access_token_key",
+    "backendai_api_secret",
   ];
   const valid =
     typeof parsed === "object" &&

@@ -2,6 +2,7 @@ import type { Knex } from "knex";
 import * as initial from "../../migrations/20261127000000_initial.js";
 import * as routeIndexCosts from "../../migrations/20261127010000_route_index_costs.js";
 import * as freePortRanges from "../../migrations/20261207000000_free_port_ranges.js";
+import * as backendai from "../../migrations/20261207010000_backendai.js";
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -14,6 +15,7 @@ const migrations: ReadonlyArray<[string, Migration]> = [
   ["20261127000000_initial", initial],
   ["20261127010000_route_index_costs", routeIndexCosts],
   ["20261207000000_free_port_ranges", freePortRanges],
+  ["20261207010000_backendai", backendai],
 ];
 
 export const migrationSource: Knex.MigrationSource<[string, Migration]> = {

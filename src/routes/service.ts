@@ -113,15 +113,19 @@ export class RouteService {
     });
   }
 
-  /** Deletes routes and gives their ports and counts back to their workers. */
-  private async deleteRows(tx: Knex.Transaction, rows: RouteRow[]): Promise<void> {
-    if (rows.length === 0) return;
-    await deleteRoutes(
-      tx,
-      rows.map((r) => r.id),
-    );
-    const tally = new WorkerTally();
-    for (const r of rows) tally.remove(r.worker_id, r.port);
-    await applyTally(tx, tally);
+  private deleteRows(tx: Knex.Transaction, rows: RouteRow[]): Promise<void> {
+    return deleteRouteRows(tx, rows);
   }
+}
+
+/** Deletes routes and gives their ports and counts back to their workers. */
+export async function deleteRouteRows(tx: Knex.Transaction, rows: RouteRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  await deleteRoutes(
+    tx,
+    rows.map((r) => r.id),
+  );
+  const tally = new WorkerTally();
+  for (const r of rows) tally.remove(r.worker_id, r.port);
+  await applyTally(tx, tally);
 }

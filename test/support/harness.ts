@@ -11,6 +11,8 @@ export const TOKENS = {
   secret: "token-secret-0123456789abcdef-0123456789",
   /** An Ed25519 seed (base64url): the access-token key, unless ACCESS_TOKEN_KEYS says others. */
   accessKey: "zedZ4IAMfzTuL4_I3wRr1nUYV_MYpF3v1IFb66TGM6k",
+  /** The Backend.AI listener's API secret, where a test starts that listener. */
+  backendai: "backendai-secret-0123456789abcdef",
 };
 
 export interface ApiAnswer<T = unknown> {
@@ -93,6 +95,9 @@ export async function startInstance(
       adminTokens: [TOKENS.admin],
       tokenSecret: TOKENS.secret,
       accessTokenKeys: config.accessTokenKeys ?? [TOKENS.accessKey],
+      ...(config.backendaiPort !== undefined
+        ? { backendaiApiSecret: config.backendaiApiSecret ?? TOKENS.backendai }
+        : {}),
     },
     logger: createLogger("error", !process.env.TEST_LOGS),
     database,
