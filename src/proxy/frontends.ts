@@ -13,7 +13,7 @@ export interface Frontends {
   /** Where traffic is accepted: every port of the range, or the wildcard port. */
   readonly addresses: net.AddressInfo[];
   /** Stops accepting connections; open ones stay. */
-  stopAccepting(): Promise<void>;
+  stopAccepting(): void;
   /** Resolves once every HTTP connection has ended, or after `timeoutMs` having cut the rest. */
   drainHttp(timeoutMs: number): Promise<void>;
   /** Reads TLS_CERT_FILE and TLS_KEY_FILE again; open connections keep their session. */
@@ -39,8 +39,12 @@ function listen(server: net.Server, host: string, port: number): Promise<net.Add
   });
 }
 
-function closeServer(server: net.Server): Promise<void> {
-  return new Promise((resolve) => server.close(() => resolve()));
+/**
+ * Stops accepting connections. close()'s callback waits for every connection to end, which is
+ * the drain's business (with its deadline): the listening socket itself is gone at once.
+ */
+function stopListening(server: net.Server): void {
+  if (server.listening) server.close();
 }
 
 /**
@@ -98,14 +102,14 @@ export async function openFrontends(settings: ProxySettings, plane: DataPlane): 
       }
     }
   } catch (error) {
-    await Promise.all(listeners.filter((each) => each.listening).map(closeServer));
+    for (const listener of listeners) stopListening(listener);
     throw error;
   }
 
   return {
     addresses,
-    stopAccepting: async () => {
-      await Promise.all(listeners.filter((each) => each.listening).map(closeServer));
+    stopAccepting: () => {
+      for (const listener of listeners) stopListening(listener);
     },
     drainHttp: async (timeoutMs) => {
       server.closeIdleConnections();

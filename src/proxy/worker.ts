@@ -162,7 +162,7 @@ export async function startProxyWorker(
   try {
     ops = await startOpsServer(settings.bindHost, settings.opsPort, metrics, readiness);
   } catch (error) {
-    await frontends.stopAccepting();
+    frontends.stopAccepting();
     throw error;
   }
 
@@ -243,7 +243,7 @@ export async function startProxyWorker(
   const shutdown = async (): Promise<void> => {
     stopping = true;
     const drainMs = settings.drainS * 1000;
-    await frontends.stopAccepting();
+    frontends.stopAccepting();
     await Promise.all([frontends.drainHttp(drainMs), tunnels.drainAll(drainMs)]);
     prober.stopAll();
     clearTimeout(saveTimer);
