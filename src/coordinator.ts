@@ -131,7 +131,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
           hub.readdressed(notice.workerId);
           break;
         case "stream_taken":
-          hub.replacedElsewhere(notice.workerId, notice.instanceId, notice.at);
+          hub.replacedElsewhere(notice.workerId, notice.instanceId, notice.streamSeq);
           break;
       }
     },

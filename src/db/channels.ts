@@ -7,7 +7,7 @@ import type { Knex } from "knex";
 export const Channel = {
   /** Payload: "<head> <instance id>" (see routingPayload). Sent by every commit that took a version. */
   Routing: "appproxy_routing",
-  /** Payload: "<worker id> <instance id> <epoch ms>": that instance took the worker's stream then. */
+  /** Payload: "<worker id> <instance id> <stream number>" (see notifyStreamTaken). */
   Streams: "appproxy_streams",
   /** Payload: a removed worker's id. */
   WorkerRemoved: "appproxy_worker_removed",
@@ -21,7 +21,7 @@ export const CHANNELS: readonly string[] = Object.values(Channel);
 /** A notice as read back from its channel and payload. */
 export type Notice =
   | { kind: "routing"; head: number | undefined; origin: string | undefined }
-  | { kind: "stream_taken"; workerId: string; instanceId: string; at: number }
+  | { kind: "stream_taken"; workerId: string; instanceId: string; streamSeq: number }
   | { kind: "worker_removed"; workerId: string }
   | { kind: "worker_readdressed"; workerId: string };
 
@@ -43,9 +43,9 @@ export function parseNotice(channel: string, payload: string): Notice | undefine
       return { kind: "routing", head, origin };
     }
     case Channel.Streams: {
-      const [workerId, instanceId, at] = payload.split(" ");
-      if (!workerId || !instanceId) return undefined;
-      return { kind: "stream_taken", workerId, instanceId, at: Number(at) };
+      const [workerId, instanceId, seq = ""] = payload.split(" ");
+      if (!workerId || !instanceId || !/^\d{1,15}$/.test(seq)) return undefined;
+      return { kind: "stream_taken", workerId, instanceId, streamSeq: Number(seq) };
     }
     case Channel.WorkerRemoved:
       return payload ? { kind: "worker_removed", workerId: payload } : undefined;
@@ -70,6 +70,13 @@ export const notifyWorkerRemoved = (db: Db, workerId: string) =>
 export const notifyWorkerReaddressed = (db: Db, workerId: string) =>
   notify(db, Channel.WorkerReaddressed, workerId);
 
-/** `instanceId` took the worker's stream at `at`: another instance holding it lets it go. */
-export const notifyStreamTaken = (db: Db, workerId: string, instanceId: string, at: Date) =>
-  notify(db, Channel.Streams, `${workerId} ${instanceId} ${at.getTime()}`);
+/**
+ * `instanceId` took the worker's stream numbered `streamSeq`: another instance holding an older
+ * one lets it go.
+ */
+export const notifyStreamTaken = (
+  db: Db,
+  workerId: string,
+  instanceId: string,
+  streamSeq: number,
+) => notify(db, Channel.Streams, `${workerId} ${instanceId} ${streamSeq}`);

@@ -3,6 +3,7 @@ import * as initial from "../../migrations/20261127000000_initial.js";
 import * as routeIndexCosts from "../../migrations/20261127010000_route_index_costs.js";
 import * as freePortRanges from "../../migrations/20261207000000_free_port_ranges.js";
 import * as backendai from "../../migrations/20261207010000_backendai.js";
+import * as streamOrder from "../../migrations/20261207020000_stream_order.js";
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -16,6 +17,7 @@ const migrations: ReadonlyArray<[string, Migration]> = [
   ["20261127010000_route_index_costs", routeIndexCosts],
   ["20261207000000_free_port_ranges", freePortRanges],
   ["20261207010000_backendai", backendai],
+  ["20261207020000_stream_order", streamOrder],
 ];
 
 export const migrationSource: Knex.MigrationSource<[string, Migration]> = {

@@ -6,7 +6,7 @@ import { findRoutesOfWorker } from "../routes/repository.js";
 import { RouteService } from "../routes/service.js";
 import type { Committer } from "../versioning/committer.js";
 import type { WorkerRow } from "../workers/model.js";
-import { findWorker, setStatus } from "../workers/repository.js";
+import { lockWorker } from "../workers/repository.js";
 import { WorkerService } from "../workers/service.js";
 import {
   countStranded,
@@ -14,6 +14,8 @@ import {
   findForgettable,
   findLostWithRoutes,
   findVanishedWorkers,
+  markLostIfVanished,
+  type VanishedRule,
 } from "./repository.js";
 import { trimChangelog } from "./trim.js";
 
@@ -81,33 +83,25 @@ export class Reaper {
     const result = idle();
     result.acted = true;
 
-    const vanished = await findVanishedWorkers(
-      this.knex,
-      now,
-      {
-        lostAfterS: s.workerLostAfterS,
-        connectedStaleAfterS: Math.max(s.workerLostAfterS, 3 * s.heartbeatIntervalS),
-        notBefore: s.startedAt,
-      },
-      BATCH,
-    );
-    for (const w of vanished) {
-      const marked = await this.committer.submit("workers.lost", async (ctx) => {
-        const current = await findWorker(ctx.tx, w.id);
-        // Re-checked under the lock: it may have come back since the query (registered again,
-        // or opened a stream, which changes its presence but not its liveness clock).
-        if (!current || !samePresence(current, w)) return false;
-        if (current.status === "lost") return false;
-        await setStatus(ctx.tx, w.id, "lost", ctx.now);
-        return true;
-      });
+    const rule: VanishedRule = {
+      lostAfterS: s.workerLostAfterS,
+      connectedStaleAfterS: Math.max(s.workerLostAfterS, 3 * s.heartbeatIntervalS),
+      notBefore: s.startedAt,
+    };
+    for (const w of await findVanishedWorkers(this.knex, now, rule, BATCH)) {
+      // Decided again on the row as it is when written: it may have come back since the query
+      // (registered again, or opened a stream on any instance), or come back as this runs.
+      const marked = await this.committer.submit("workers.lost", (ctx) =>
+        markLostIfVanished(ctx.tx, w.id, now, rule, ctx.now),
+      );
       if (marked.result) result.lost.push(w.id);
     }
     if (result.lost.length > 0) this.logger.warn("workers lost", { workers: result.lost });
 
     for (const w of await findLostWithRoutes(this.knex, BATCH)) {
       const moved = await this.committer.submit("workers.failover", async (ctx) => {
-        const current = await findWorker(ctx.tx, w.id);
+        // Locked: a stream starting meanwhile makes it alive after its routes moved, not before.
+        const current = await lockWorker(ctx.tx, w.id);
         if (!current || current.status !== "lost") return 0;
         const plan = await relocateRoutes(ctx, current, await findRoutesOfWorker(ctx.tx, w.id));
         return plan.moved.length;

@@ -3,25 +3,24 @@ import type { WorkerRow } from "../workers/model.js";
 
 type Db = Knex | Knex.Transaction;
 
+/** When a worker counts as vanished (see findVanishedWorkers). */
+export interface VanishedRule {
+  lostAfterS: number;
+  connectedStaleAfterS: number;
+  notBefore: Date;
+}
+
 /**
- * Workers not yet lost with no live stream anywhere for `lostAfterS`: none connected (or the
- * holding instance stopped reporting it), and none since max(its liveness clock, `notBefore`).
- * Draining workers count too: one that vanished mid-drain must not keep its routes unserved.
+ * Restricts `q` to workers not yet lost with no live stream anywhere for `lostAfterS`: none
+ * connected (or the holding instance stopped reporting it), and none since max(its liveness
+ * clock, `notBefore`). False when `notBefore` is too recent for any worker to be vanished.
  */
-export async function findVanishedWorkers(
-  db: Db,
-  now: Date,
-  rule: { lostAfterS: number; connectedStaleAfterS: number; notBefore: Date },
-  limit: number,
-  onlyId?: string,
-): Promise<WorkerRow[]> {
+function whereVanished(q: Knex.QueryBuilder, now: Date, rule: VanishedRule): boolean {
   const cutoff = new Date(now.getTime() - rule.lostAfterS * 1000);
   // An instance reports its streams' workers every heartbeat; one that stopped reporting died.
   const staleCutoff = new Date(now.getTime() - rule.connectedStaleAfterS * 1000);
-  if (rule.notBefore > cutoff) return [];
-  const q = db("workers");
-  if (onlyId) void q.where({ id: onlyId });
-  return (await q
+  if (rule.notBefore > cutoff) return false;
+  void q
     .whereIn("status", ["registered", "alive", "draining"])
     .andWhere("liveness_since", "<", cutoff)
     .andWhere((q) => q.whereNull("last_seen_at").orWhere("last_seen_at", "<", cutoff))
@@ -30,9 +29,46 @@ export async function findVanishedWorkers(
         .whereNull("connected_instance")
         .orWhereNull("last_seen_at")
         .orWhere("last_seen_at", "<", staleCutoff),
-    )
-    .orderBy("liveness_since")
-    .limit(limit)) as WorkerRow[];
+    );
+  return true;
+}
+
+/**
+ * Workers not yet lost with no live stream anywhere for `lostAfterS` (see whereVanished).
+ * Draining workers count too: one that vanished mid-drain must not keep its routes unserved.
+ */
+export async function findVanishedWorkers(
+  db: Db,
+  now: Date,
+  rule: VanishedRule,
+  limit: number,
+): Promise<WorkerRow[]> {
+  const q = db("workers");
+  if (!whereVanished(q, now, rule)) return [];
+  return (await q.orderBy("liveness_since").limit(limit)) as WorkerRow[];
+}
+
+/**
+ * Marks the worker lost at `at` if it is still vanished by the same rule at `now`, in one
+ * statement: decided on the row as it is when written, never on an earlier read of it. A stream
+ * start committed meanwhile (on any instance) keeps it as it is; one that waits for this write
+ * finds it lost and makes it alive again. True when it was marked.
+ */
+export async function markLostIfVanished(
+  tx: Knex.Transaction,
+  id: string,
+  now: Date,
+  rule: VanishedRule,
+  at: Date,
+): Promise<boolean> {
+  const q = tx("workers").where({ id });
+  if (!whereVanished(q, now, rule)) return false;
+  const marked = (await q.update({ status: "lost", lost_at: at, updated_at: at }, [
+    "id",
+  ])) as Array<{
+    id: string;
+  }>;
+  return marked.length > 0;
 }
 
 /** Lost workers that still hold routes: their routes are (still) to be moved. */

@@ -269,10 +269,16 @@ export class Hub {
 
   /**
    * Takes a new stream: replaces an older one of the same worker (4000), says hello, then sends
-   * a diff from `since` where the log holds every later version, else a snapshot.
+   * a diff from `since` where the log holds every later version, else a snapshot. Streams are
+   * older or newer by their numbers, not by when they reach this point: one admitted before a
+   * stream that is already here is the one replaced.
    */
   attach(session: WorkerSession, since: number | undefined): Promise<void> {
     const previous = this.sessions.get(session.workerId);
+    if (previous && previous.streamSeq > session.streamSeq) {
+      session.close(CloseCode.Replaced, "replaced by a newer stream");
+      return Promise.resolve();
+    }
     if (previous) {
       previous.close(CloseCode.Replaced, "replaced by a newer stream");
     }
@@ -285,9 +291,11 @@ export class Hub {
       access_keys: this.accessKeys,
     });
     this.events.frameSent?.("hello");
-    void this.presence.connected(session.workerId, session.connectedAt).catch((error: unknown) => {
-      this.logger.warn("could not record stream start", { error: String(error) });
-    });
+    session.started = this.presence
+      .connected(session.workerId, session.streamSeq, session.connectedAt)
+      .catch((error: unknown) => {
+        this.logger.warn("could not record stream start", { error: String(error) });
+      });
     return new Promise<void>((done) => {
       this.starting.push({ session, since, done });
       if (this.initialsQueued) return;
@@ -479,16 +487,26 @@ export class Hub {
     this.sessions.delete(session.workerId);
     // Its acknowledgements are in the database (or on their way): waits read them there.
     this.watch.forget(session.workerId);
-    void this.presence.disconnected(session.workerId, new Date()).catch((error: unknown) => {
-      this.logger.warn("could not record stream end", { error: String(error) });
-    });
+    this.recordEnd(session, new Date());
   }
 
-  /** Another instance took this worker's stream: close ours with 4000. */
-  replacedElsewhere(workerId: string, instanceId: string, atMs: number): void {
+  /**
+   * Writes the stream's end after its start: a stream cut as soon as it opened must not have its
+   * end written first and its start, landing after, leave the worker connected for good.
+   */
+  private recordEnd(session: WorkerSession, at: Date): Promise<void> {
+    return session.started
+      .then(() => this.presence.disconnected(session.workerId, session.streamSeq, at))
+      .catch((error: unknown) => {
+        this.logger.warn("could not record stream end", { error: String(error) });
+      });
+  }
+
+  /** Another instance took this worker's stream: close ours with 4000 if it is the older. */
+  replacedElsewhere(workerId: string, instanceId: string, streamSeq: number): void {
     if (instanceId === this.instanceId) return;
     const session = this.sessions.get(workerId);
-    if (session && session.connectedAt.getTime() <= atMs) {
+    if (session && session.streamSeq < streamSeq) {
       session.close(CloseCode.Replaced, "replaced by a stream on another instance");
     }
   }
@@ -592,11 +610,10 @@ export class Hub {
       session.close(CloseCode.GoingAway, "coordinator shutting down");
     }
     await this.queue;
-    const ids = [...this.sessions.keys()];
+    const sessions = [...this.sessions.values()];
     this.sessions.clear();
-    await Promise.all(
-      ids.map((id) => this.presence.disconnected(id, new Date()).catch(() => undefined)),
-    );
+    const now = new Date();
+    await Promise.all(sessions.map((session) => this.recordEnd(session, now)));
     await this.presence.stop();
   }
 }

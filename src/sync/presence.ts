@@ -39,25 +39,41 @@ export class PresenceWriter {
     private readonly logger: Logger,
   ) {}
 
-  /** The worker's stream is now on this instance; it is alive (unless draining). */
-  async connected(workerId: string, now: Date): Promise<void> {
-    await notifyStreamTaken(this.knex, workerId, this.instanceId, now);
+  /**
+   * The worker's stream numbered `streamSeq` is now on this instance; it is alive (unless
+   * draining). Unless a newer stream's start or end was recorded already: then this one is over,
+   * whatever its socket says, and writing it would undo the newer one.
+   */
+  async connected(workerId: string, streamSeq: number, now: Date): Promise<void> {
+    await notifyStreamTaken(this.knex, workerId, this.instanceId, streamSeq);
     await this.knex("workers")
       .where({ id: workerId })
+      .andWhere("stream_seq", "<", streamSeq)
       .update({
         connected_instance: this.instanceId,
+        stream_seq: streamSeq,
         last_seen_at: now,
         lost_at: null,
         status: this.knex.raw("CASE WHEN status = 'draining' THEN 'draining' ELSE 'alive' END"),
       });
   }
 
-  /** The stream ended here; the liveness clock starts now (unless another instance took over). */
-  async disconnected(workerId: string, now: Date): Promise<void> {
+  /**
+   * The stream numbered `streamSeq` ended here; the liveness clock starts now. Unless a newer
+   * stream's start was recorded already (on any instance). An older stream still recorded as
+   * connected ended before this one began, so its record goes too.
+   */
+  async disconnected(workerId: string, streamSeq: number, now: Date): Promise<void> {
     this.seen.delete(workerId);
     await this.knex("workers")
-      .where({ id: workerId, connected_instance: this.instanceId })
-      .update({ connected_instance: null, last_seen_at: now, liveness_since: now });
+      .where({ id: workerId })
+      .andWhere("stream_seq", "<=", streamSeq)
+      .update({
+        connected_instance: null,
+        stream_seq: streamSeq,
+        last_seen_at: now,
+        liveness_since: now,
+      });
   }
 
   /**
@@ -169,13 +185,21 @@ export class PresenceWriter {
     if (skipped.rows.length > 0) this.scheduleFlush(LOCKED_RETRY_MS);
   }
 
+  /**
+   * Sightings of streams this instance holds. A worker marked lost while it had one here (this
+   * instance stopped reporting it for three heartbeats, a stalled process) is alive again: it has
+   * a live stream now, and nothing else would bring it back while the stream lasts.
+   */
   private async writeSeen(seen: string[]): Promise<void> {
     const values = seen.map(() => "(?::uuid)").join(", ");
     const skipped = await this.knex.raw<{ rows: Array<{ id: string }> }>(
       `WITH v(id) AS (VALUES ${values}),
        free AS (SELECT w.id FROM workers w JOIN v ON w.id = v.id
                 WHERE w.connected_instance = ? FOR NO KEY UPDATE OF w SKIP LOCKED),
-       done AS (UPDATE workers SET last_seen_at = ? WHERE id IN (SELECT id FROM free)
+       done AS (UPDATE workers SET last_seen_at = ?,
+                  status = CASE WHEN status = 'lost' THEN 'alive' ELSE status END,
+                  lost_at = CASE WHEN status = 'lost' THEN NULL ELSE lost_at END
+                WHERE id IN (SELECT id FROM free)
                 RETURNING id)
        SELECT v.id FROM v WHERE v.id NOT IN (SELECT id FROM done)
          AND EXISTS (SELECT 1 FROM workers w WHERE w.id = v.id AND w.connected_instance = ?)`,

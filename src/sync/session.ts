@@ -41,10 +41,15 @@ export class WorkerSession {
   /** A snapshot for this stream waits in the hub's queue: more resync requests add nothing. */
   resyncQueued = false;
 
+  /** Its start's write to the database, which its end's write follows (see Hub.detach). */
+  started: Promise<void> = Promise.resolve();
+
   constructor(
     readonly workerId: string,
     readonly socket: WebSocket,
     readonly connectedAt: Date,
+    /** Its place among the worker's streams on every instance (see numberStreams). */
+    readonly streamSeq: number,
   ) {}
 
   snapshot(version: number, routes: RouteView[]): SnapshotFrame {

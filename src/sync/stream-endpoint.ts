@@ -4,6 +4,7 @@ import type { Knex } from "knex";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
 import { authorizationOf, bearerToken, type TokenRegistry } from "../auth/tokens.js";
 import type { Logger } from "../logger.js";
+import { numberStreams } from "../workers/repository.js";
 import { WorkerLookup } from "./worker-lookup.js";
 import { CloseCode, FrameError, MAX_INBOUND_FRAME_BYTES } from "./close-codes.js";
 import { parseInbound } from "./frames.js";
@@ -54,7 +55,9 @@ export function attachStreamEndpoint(deps: {
     void authorize(req).then(
       (result) => {
         if ("status" in result) return refuse(socket, result.status, result.title, result.detail);
-        wss.handleUpgrade(req, socket, head, (ws) => open(ws, result.workerId, result.since));
+        wss.handleUpgrade(req, socket, head, (ws) =>
+          open(ws, result.workerId, result.streamSeq, result.since),
+        );
       },
       (error: unknown) => {
         logger.warn("stream upgrade failed", { error: String(error) });
@@ -63,12 +66,12 @@ export function attachStreamEndpoint(deps: {
     );
   });
 
-  const workers = new WorkerLookup(deps.knex);
+  const workers = new WorkerLookup((ids) => numberStreams(deps.knex, ids));
 
   async function authorize(
     req: IncomingMessage,
   ): Promise<
-    | { workerId: string; since: number | undefined }
+    | { workerId: string; streamSeq: number; since: number | undefined }
     | { status: number; title: string; detail: string }
   > {
     const url = new URL(req.url ?? "/", "http://coordinator");
@@ -98,14 +101,20 @@ export function attachStreamEndpoint(deps: {
       }
       since = Number(sinceRaw);
     }
-    if (!(await workers.exists(workerId))) {
+    const streamSeq = await workers.admit(workerId);
+    if (streamSeq === undefined) {
       return { status: 404, title: "Not Found", detail: `Worker ${workerId} does not exist.` };
     }
-    return { workerId, since };
+    return { workerId, streamSeq, since };
   }
 
-  function open(ws: WebSocket, workerId: string, since: number | undefined): void {
-    const session = new WorkerSession(workerId, ws, new Date());
+  function open(
+    ws: WebSocket,
+    workerId: string,
+    streamSeq: number,
+    since: number | undefined,
+  ): void {
+    const session = new WorkerSession(workerId, ws, new Date(), streamSeq);
     ws.on("pong", () => hub.pong(session));
     ws.on("message", (data: RawData, isBinary: boolean) => {
       try {

@@ -28,6 +28,8 @@ export interface WorkerRow {
   applied_version: number;
   last_nack: { version: number; error: string; at: string } | null;
   connected_instance: string | null;
+  /** The number of the newest stream whose start or end was recorded (0: none yet). */
+  stream_seq: number | string;
   last_seen_at: Date | null;
   liveness_since: Date;
   lost_at: Date | null;

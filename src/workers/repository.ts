@@ -12,6 +12,39 @@ export async function findWorkerByName(db: Db, name: string): Promise<WorkerRow 
   return (await db("workers").where({ name }).first()) as WorkerRow | undefined;
 }
 
+/**
+ * The worker's row, locked until the transaction ends: a change decided from it (its status
+ * from its presence, its routes moved for being lost) cannot be overtaken by a stream starting or
+ * ending meanwhile, whose write waits for the lock and then applies to what this one left.
+ */
+export async function lockWorker(tx: Knex.Transaction, id: string): Promise<WorkerRow | undefined> {
+  return (await tx("workers").where({ id }).forUpdate().first()) as WorkerRow | undefined;
+}
+
+export async function lockWorkerByName(
+  tx: Knex.Transaction,
+  name: string,
+): Promise<WorkerRow | undefined> {
+  return (await tx("workers").where({ name }).forUpdate().first()) as WorkerRow | undefined;
+}
+
+/**
+ * A number for each stream asked to open (ids may repeat), from one sequence shared by every
+ * instance, or undefined for a worker that does not exist. Taken before the upgrade is
+ * answered, so a stream a worker opens after another one always has the greater number.
+ */
+export async function numberStreams(db: Db, ids: string[]): Promise<Array<number | undefined>> {
+  const result = await db.raw<{ rows: Array<{ i: number | string; seq: number | string }> }>(
+    `SELECT a.i, nextval('worker_stream_seq') AS seq
+       FROM unnest(?::uuid[]) WITH ORDINALITY AS a(id, i) JOIN workers w ON w.id = a.id
+      ORDER BY a.i`,
+    [ids],
+  );
+  const numbers = new Array<number | undefined>(ids.length).fill(undefined);
+  for (const row of result.rows) numbers[Number(row.i) - 1] = Number(row.seq);
+  return numbers;
+}
+
 export async function listWorkers(db: Db, status?: WorkerStatus): Promise<WorkerRow[]> {
   const q = db("workers").orderBy("name");
   if (status) void q.where({ status });

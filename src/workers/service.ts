@@ -13,9 +13,10 @@ import { presentWorker, type WorkerRow, type WorkerStatus, type WorkerView } fro
 import {
   deleteWorker,
   findWorker,
-  findWorkerByName,
   insertWorker,
   listWorkers,
+  lockWorker,
+  lockWorkerByName,
   setStatus,
   updateRegistration,
 } from "./repository.js";
@@ -68,7 +69,8 @@ export class WorkerService {
   async register(r: Registration, provenWorkerId: string | undefined): Promise<Registered> {
     const { result } = await this.committer.submit("workers.register", async (ctx) => {
       const { tx, now } = ctx;
-      const known = await findWorkerByName(tx, r.name);
+      // Locked: its status is decided from its presence, which a stream may be changing.
+      const known = await lockWorkerByName(tx, r.name);
       if (known && known.id !== provenWorkerId) {
         throw conflict(
           `The worker name ${r.name} is taken: registering it again needs that worker's token in X-Worker-Token.`,
@@ -131,7 +133,7 @@ export class WorkerService {
 
   undrain(id: string): Promise<Committed<WorkerView>> {
     return this.committer.submit("workers.undrain", async (ctx) => {
-      const worker = await findWorker(ctx.tx, id);
+      const worker = await lockWorker(ctx.tx, id);
       if (!worker) throw notFound(`Worker ${id} does not exist.`);
       if (worker.status !== "draining") return presentWorker(worker);
       return presentWorker(await setStatus(ctx.tx, id, activeStatus(worker), ctx.now));
@@ -151,7 +153,8 @@ export class WorkerService {
     onlyIf?: (current: WorkerRow) => boolean,
   ): Promise<Committed<boolean>> {
     return this.committer.submit("workers.delete", async (ctx) => {
-      const worker = await findWorker(ctx.tx, id);
+      // Locked: `onlyIf` holds until the worker is gone (a stream starting meanwhile waits).
+      const worker = await lockWorker(ctx.tx, id);
       if (onlyIf && (!worker || !onlyIf(worker))) return false;
       if (!worker) throw notFound(`Worker ${id} does not exist.`);
       const routes = await findRoutesOfWorker(ctx.tx, id);

@@ -203,9 +203,11 @@ export const reaperRuns = (api: Api, outcome: "acted" | "skipped" | "failed") =>
   metric(api, `appproxy_reaper_runs_total{outcome="${outcome}"}`);
 
 /**
- * A TCP relay in front of the coordinator that can go silent: while `blackhole()` holds, bytes in
- * both directions are dropped (connections stay open, new ones are accepted and go nowhere), which
- * is what a network partition looks like to both sides. `heal()` cuts what was opened meanwhile.
+ * A TCP relay in front of the coordinator (or a database) that can go silent: while `blackhole()`
+ * holds, bytes in both directions are dropped (connections stay open, new ones are accepted and go
+ * nowhere), which is what a network partition looks like to both sides. `heal()` cuts what was
+ * opened meanwhile. With `delayMs`, every chunk is passed on that long after it came, in order:
+ * a peer that far away.
  */
 export class TcpProxy {
   private readonly pairs = new Set<{ client: net.Socket; upstream: net.Socket }>();
@@ -214,14 +216,18 @@ export class TcpProxy {
   private constructor(
     private readonly server: net.Server,
     readonly url: string,
+    private readonly delayMs: number,
   ) {}
 
-  static async start(target: string): Promise<TcpProxy> {
+  /** A relay to `target` (any URL with a host and port); `url` is `target` pointing at it. */
+  static async start(target: string, options: { delayMs?: number } = {}): Promise<TcpProxy> {
     const { hostname, port } = new URL(target);
     const server = net.createServer();
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const address = server.address() as net.AddressInfo;
-    const proxy = new TcpProxy(server, `http://127.0.0.1:${address.port}`);
+    const url = new URL(target);
+    url.host = `127.0.0.1:${address.port}`;
+    const proxy = new TcpProxy(server, url.toString().replace(/\/$/, ""), options.delayMs ?? 0);
     server.on("connection", (client) => proxy.relay(client, hostname, Number(port)));
     return proxy;
   }
@@ -235,13 +241,17 @@ export class TcpProxy {
       client.destroy();
       upstream.destroy();
     };
-    client.on("data", (chunk) => {
-      if (!this.silent) upstream.write(chunk);
-    });
-    upstream.on("data", (chunk) => {
-      if (!this.silent) client.write(chunk);
-    });
+    const pass = (to: net.Socket) => (chunk: Buffer) => {
+      if (this.silent) return;
+      // Timers of one duration fire in the order they were set: the stream stays in order.
+      if (this.delayMs > 0) setTimeout(() => to.write(chunk), this.delayMs);
+      else to.write(chunk);
+    };
+    client.on("data", pass(upstream));
+    upstream.on("data", pass(client));
     for (const socket of [client, upstream]) {
+      // Each chunk leaves when it is due, not held back to be coalesced with the next.
+      socket.setNoDelay(true);
       socket.on("error", end);
       socket.on("close", end);
     }

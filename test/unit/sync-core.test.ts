@@ -101,7 +101,7 @@ describe("WorkerSession frames", () => {
   } as unknown as WebSocket;
 
   it("keeps diffs contiguous, lets the last change per route win, and digests the result", () => {
-    const s = new WorkerSession("w", socket, new Date());
+    const s = new WorkerSession("w", socket, new Date(), 1);
     const snap = s.snapshot(5, [route(A, 4)]);
     expect(snap.digest).toBe(sha(`${A} 4\n`));
     const d1 = s.diff(8, [entry(6, B, "upsert"), entry(7, A, "delete"), entry(8, B, "upsert")]);
@@ -115,7 +115,7 @@ describe("WorkerSession frames", () => {
   });
 
   it("ignores entries the worker already holds", () => {
-    const s = new WorkerSession("w", socket, new Date());
+    const s = new WorkerSession("w", socket, new Date(), 1);
     s.snapshot(10, [route(A, 10)]);
     const d = s.diff(11, [entry(9, B, "upsert"), entry(10, A, "upsert"), entry(11, A, "delete")]);
     expect(d.upserts).toEqual([]);

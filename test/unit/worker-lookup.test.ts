@@ -1,26 +1,26 @@
-import type { Knex } from "knex";
 import { describe, expect, it } from "vitest";
-import { WorkerLookup } from "../../src/sync/worker-lookup.js";
+import { WorkerLookup, type NumberStreams } from "../../src/sync/worker-lookup.js";
 
-/** A stand-in for the `workers` table: the ids it holds, each read it served, and a gate. */
+const A = "aaaaaaaa-0000-4000-8000-000000000000";
+const B = "bbbbbbbb-0000-4000-8000-000000000000";
+const X = "eeeeeeee-0000-4000-8000-000000000000";
+const Y = "ffffffff-0000-4000-8000-000000000000";
+
+/** A stand-in for the `workers` table and the stream sequence: each read it served, and a gate. */
 function fakeWorkers(ids: string[]) {
   const reads: string[][] = [];
   let failNext = false;
+  let next = 0;
   let release: (() => void) | undefined;
-  const knex = ((table: string) => {
-    expect(table).toBe("workers");
-    return {
-      whereIn: async (_column: string, asked: string[]) => {
-        reads.push(asked);
-        await new Promise<void>((r) => (release = r));
-        if (failNext) {
-          failNext = false;
-          throw new Error("connection lost");
-        }
-        return asked.filter((id) => ids.includes(id)).map((id) => ({ id }));
-      },
-    };
-  }) as unknown as Knex;
+  const numberStreams: NumberStreams = async (asked) => {
+    reads.push(asked);
+    await new Promise<void>((r) => (release = r));
+    if (failNext) {
+      failNext = false;
+      throw new Error("connection lost");
+    }
+    return asked.map((id) => (ids.includes(id) ? ++next : undefined));
+  };
   /** Lets the read under way answer, once one has begun (within a deadline). */
   const settle = async () => {
     const deadline = Date.now() + 5000;
@@ -32,37 +32,45 @@ function fakeWorkers(ids: string[]) {
     release = undefined;
     r();
   };
-  return { knex, reads, settle, failOnce: () => (failNext = true) };
+  return { numberStreams, reads, settle, failOnce: () => (failNext = true) };
 }
 
-describe("looking workers up for stream upgrades", () => {
-  it("answers the questions of one moment with one read, and those asked meanwhile with the next", async () => {
-    const db = fakeWorkers(["a", "b"]);
-    const lookup = new WorkerLookup(db.knex);
-    const first = [lookup.exists("a"), lookup.exists("x"), lookup.exists("a")];
+describe("admitting stream upgrades", () => {
+  it("numbers the streams asked for in one moment with one read, and those asked meanwhile with the next", async () => {
+    const db = fakeWorkers([A, B]);
+    const lookup = new WorkerLookup(db.numberStreams);
+    const first = [lookup.admit(A), lookup.admit(X), lookup.admit(A)];
     await db.settle();
-    expect(await Promise.all(first)).toEqual([true, false, true]);
-    expect(db.reads).toEqual([["a", "x"]]);
+    // Each stream its own number, a worker's second stream included; none for an unknown worker.
+    expect(await Promise.all(first)).toEqual([1, undefined, 2]);
+    expect(db.reads).toEqual([[A, X, A]]);
 
-    const during = lookup.exists("b");
+    const during = lookup.admit(B);
     await new Promise((r) => setImmediate(r)); // the read has begun
-    const meanwhile = [lookup.exists("a"), lookup.exists("y")];
+    const meanwhile = [lookup.admit(A), lookup.admit(Y)];
     await db.settle();
-    expect(await during).toBe(true);
+    expect(await during).toBe(3);
     await db.settle();
-    expect(await Promise.all(meanwhile)).toEqual([true, false]);
-    expect(db.reads).toEqual([["a", "x"], ["b"], ["a", "y"]]);
+    expect(await Promise.all(meanwhile)).toEqual([4, undefined]);
+    expect(db.reads).toEqual([[A, X, A], [B], [A, Y]]);
+  });
+
+  it("refuses an id no worker can have without asking the database", async () => {
+    const db = fakeWorkers([A]);
+    const lookup = new WorkerLookup(db.numberStreams);
+    expect(await lookup.admit("------------------------------------")).toBeUndefined();
+    expect(db.reads).toEqual([]);
   });
 
   it("fails only the questions of a read that failed", async () => {
-    const db = fakeWorkers(["a"]);
-    const lookup = new WorkerLookup(db.knex);
+    const db = fakeWorkers([A]);
+    const lookup = new WorkerLookup(db.numberStreams);
     db.failOnce();
-    const failed = lookup.exists("a");
+    const failed = lookup.admit(A);
     await db.settle();
     await expect(failed).rejects.toThrow("connection lost");
-    const next = lookup.exists("a");
+    const next = lookup.admit(A);
     await db.settle();
-    expect(await next).toBe(true);
+    expect(await next).toBe(1);
   });
 });
