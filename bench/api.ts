@@ -9,6 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import knexFactory from "knex";
 import { cpuShares, type CpuShares } from "./cpu-budget.js";
+import { printPortRangeFigures } from "./port-ranges.js";
 import {
   BENCH_TOKENS,
   drive,
@@ -203,6 +204,11 @@ async function startWithWorkers(name: string) {
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1]!;
 
 async function main() {
+  if (process.argv.includes("--port-ranges")) {
+    console.log(`\nbench:api --port-ranges on ${machine()}, PostgreSQL at 127.0.0.1:5432\n`);
+    await printPortRangeFigures();
+    return;
+  }
   const small = await startWithWorkers("appproxy_bench_api");
   const large = await startWithWorkers("appproxy_bench_api_large");
   const rows: Array<[string, string]> = [];
@@ -305,6 +311,8 @@ async function main() {
     const busy = `${(c.busy * 100).toFixed(0)} %`;
     console.log(`| ${k} | ${fmt(rate)} | ${cells.join(" | ")} | ${busy} | ${fmt(c.ceiling)} |`);
   }
+  console.log("\nWhat a worker's port range costs:\n");
+  await printPortRangeFigures();
 }
 
 await main();

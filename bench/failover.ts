@@ -13,6 +13,8 @@
  *    the same database (a run that finds the reaper lock taken by the coordinator's own reaper is
  *    not counted and is tried again).
  *
+ * 3. A worker holding 10,000 routes fails over onto four others (see wide-failover.ts).
+ *
  * Settings: BENCH_QUICK=1 (2 runs, 20,000 routes for the reaper), BENCH_FAILOVER_RUNS,
  * BENCH_REAPER_ROUTES.
  */
@@ -24,6 +26,7 @@ import { createLogger } from "../src/logger.js";
 import { Committer } from "../src/versioning/committer.js";
 import { runBenchmark } from "./cleanup.js";
 import { startFleet, type WorkerRef } from "./fleet.js";
+import { wideFailover, wideFailoverTable } from "./wide-failover.js";
 import {
   REGISTRATION,
   headVersion,
@@ -79,6 +82,11 @@ interface RunResult {
 }
 
 async function main() {
+  if (process.argv.includes("--wide")) {
+    console.log(`\n## bench:failover --wide on ${machine()}\n`);
+    console.log(wideFailoverTable(await wideFailover()));
+    return;
+  }
   const load = os
     .loadavg()
     .map((l) => l.toFixed(1))
@@ -245,6 +253,8 @@ async function main() {
   console.log(
     `\n${skipped} further runs found the lock held by the coordinator's own reaper and were not counted; ${acted} counted runs did find something to do.`,
   );
+  console.log("\nA worker holding 10,000 routes fails over, keeping their ports:\n");
+  console.log(wideFailoverTable(await wideFailover()));
 }
 
 await runBenchmark(main);
