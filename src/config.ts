@@ -27,6 +27,14 @@ export interface Config {
   readonly backendaiAllowUnauthenticatedConf: boolean;
   /** The base URL browsers reach that listener at (answers of /status and /add). */
   readonly backendaiAdvertiseUrl: string | undefined;
+  /** Open connections (HTTP and streams) this instance holds at most; more are refused. */
+  readonly maxConnections: number;
+  /** A connection must finish sending a request's headers this soon after it opened or began. */
+  readonly headersTimeoutS: number;
+  /** A request must arrive whole (headers and body) this soon. */
+  readonly requestTimeoutS: number;
+  /** A connection with no request under way (HTTP, not a stream) is closed after this long. */
+  readonly idleTimeoutS: number;
 }
 
 const tokenList = Joi.string()
@@ -76,6 +84,10 @@ const schema = Joi.object({
   LOG_LEVEL: Joi.string()
     .valid("error", "warn", "info", "http", "verbose", "debug", "silly")
     .default("info"),
+  MAX_CONNECTIONS: Joi.number().integer().min(1).default(10000),
+  HTTP_HEADERS_TIMEOUT_S: Joi.number().integer().min(1).max(3600).default(20),
+  HTTP_REQUEST_TIMEOUT_S: Joi.number().integer().min(1).max(3600).default(60),
+  HTTP_IDLE_TIMEOUT_S: Joi.number().integer().min(1).max(3600).default(65),
 }).unknown(true);
 
 export class ConfigError extends Error {
@@ -104,14 +116,25 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     );
   }
   const v = value as Record<string, unknown>;
+  const roles = {
+    MANAGER_TOKENS: splitTokens(v.MANAGER_TOKENS as string | undefined),
+    REGISTRATION_TOKENS: splitTokens(v.REGISTRATION_TOKENS as string | undefined),
+    ADMIN_TOKENS: splitTokens(v.ADMIN_TOKENS as string | undefined),
+  };
+  const shared = sharedTokenSettings(roles);
+  if (shared.length > 0) {
+    throw new ConfigError([
+      `invalid settings ${shared.join(" and ")}: they share a token; give each role tokens of its own`,
+    ]);
+  }
   return Object.freeze({
     port: v.PORT as number,
     host: v.HOST as string,
     databaseUrl: v.DATABASE_URL as string | undefined,
     dataDir: v.DATA_DIR as string,
-    managerTokens: splitTokens(v.MANAGER_TOKENS as string | undefined),
-    registrationTokens: splitTokens(v.REGISTRATION_TOKENS as string | undefined),
-    adminTokens: splitTokens(v.ADMIN_TOKENS as string | undefined),
+    managerTokens: roles.MANAGER_TOKENS,
+    registrationTokens: roles.REGISTRATION_TOKENS,
+    adminTokens: roles.ADMIN_TOKENS,
     tokenSecret: v.TOKEN_SECRET as string | undefined,
     accessTokenKeys: splitTokens(v.ACCESS_TOKEN_KEYS as string | undefined),
     publicStatus: v.PUBLIC_STATUS as boolean,
@@ -126,5 +149,30 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     backendaiApiSecret: v.BACKENDAI_API_SECRET as string | undefined,
     backendaiAllowUnauthenticatedConf: v.BACKENDAI_ALLOW_UNAUTHENTICATED_CONF as boolean,
     backendaiAdvertiseUrl: v.BACKENDAI_ADVERTISE_URL as string | undefined,
+    maxConnections: v.MAX_CONNECTIONS as number,
+    headersTimeoutS: v.HTTP_HEADERS_TIMEOUT_S as number,
+    requestTimeoutS: v.HTTP_REQUEST_TIMEOUT_S as number,
+    idleTimeoutS: v.HTTP_IDLE_TIMEOUT_S as number,
   });
+}
+
+/**
+ * The token settings that hold a token another one holds too. A token in two roles would be
+ * taken for one of them only (whichever is checked first), never the one its holder was meant to
+ * have: refusing it keeps every caller's power what the settings say.
+ */
+function sharedTokenSettings(roles: Record<string, string[] | undefined>): string[] {
+  const owner = new Map<string, string>();
+  const shared = new Set<string>();
+  for (const [setting, tokens] of Object.entries(roles)) {
+    for (const token of new Set(tokens ?? [])) {
+      const first = owner.get(token);
+      if (first !== undefined && first !== setting) {
+        shared.add(first);
+        shared.add(setting);
+      }
+      owner.set(token, setting);
+    }
+  }
+  return [...shared];
 }

@@ -190,9 +190,12 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
     observeRequest: (method, route, status, seconds) =>
       metrics.httpDuration.observe({ method, route, status: String(status) }, seconds),
   });
-  const server = createHttpServer(app);
-  server.headersTimeout = 30_000;
-  server.requestTimeout = 60_000;
+  const server = createHttpServer(app, {
+    maxConnections: config.maxConnections,
+    headersTimeoutMs: config.headersTimeoutS * 1000,
+    requestTimeoutMs: config.requestTimeoutS * 1000,
+    idleTimeoutMs: config.idleTimeoutS * 1000,
+  });
   server.on("clientError", answerClientError(logger));
   const wss = attachStreamEndpoint({
     server,

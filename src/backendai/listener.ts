@@ -42,9 +42,13 @@ export async function startBackendAiListener(deps: {
     advertiseUrl: config.backendaiAdvertiseUrl,
     logger,
   });
-  const server = createHttpServer(app);
-  server.headersTimeout = 30_000;
-  server.requestTimeout = 60_000;
+  // The same limits as the main listener: no connection is held for free here either.
+  const server = createHttpServer(app, {
+    maxConnections: config.maxConnections,
+    headersTimeoutMs: config.headersTimeoutS * 1000,
+    requestTimeoutMs: config.requestTimeoutS * 1000,
+    idleTimeoutMs: config.idleTimeoutS * 1000,
+  });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(config.backendaiPort, config.backendaiHost, () => {

@@ -20,6 +20,38 @@ describe("loadConfig", () => {
     expect(Object.isFrozen(c)).toBe(true);
   });
 
+  it("refuses a token given to two roles, in one line naming both settings", () => {
+    const token = "shared-token-0123456789";
+    let error: unknown;
+    try {
+      loadConfig({
+        MANAGER_TOKENS: `manager-token-0123456789,${token}`,
+        REGISTRATION_TOKENS: token,
+        ADMIN_TOKENS: "admin-token-0123456789",
+      });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const problems = (error as ConfigError).problems;
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toContain("MANAGER_TOKENS");
+    expect(problems[0]).toContain("REGISTRATION_TOKENS");
+    expect(problems[0]).not.toContain(token);
+    // One token twice in one role's list is no conflict.
+    expect(loadConfig({ ADMIN_TOKENS: `${token},${token}` }).adminTokens).toEqual([token, token]);
+  });
+
+  it("reads the connection limits, with their documented defaults", () => {
+    expect(loadConfig({})).toMatchObject({
+      maxConnections: 10000,
+      headersTimeoutS: 20,
+      requestTimeoutS: 60,
+      idleTimeoutS: 65,
+    });
+    expect(() => loadConfig({ MAX_CONNECTIONS: "0" })).toThrow(/MAX_CONNECTIONS/);
+  });
+
   it("splits token lists so that tokens can be rotated", () => {
     expect(
       loadConfig({ MANAGER_TOKENS: "aaaaaaaaaaaaaaaa,bbbbbbbbbbbbbbbb" }).managerTokens,

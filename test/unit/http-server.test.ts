@@ -7,7 +7,12 @@ const app = express();
 app.post("/echo", express.json(), (req, res) => {
   res.status(201).json({ got: req.body as unknown, header: req.get("x-probe") ?? null });
 });
-const server = createHttpServer(app);
+const server = createHttpServer(app, {
+  maxConnections: 1000,
+  headersTimeoutMs: 20_000,
+  requestTimeoutMs: 60_000,
+  idleTimeoutMs: 65_000,
+});
 const born: boolean[] = [];
 // Runs before Express sees the request: what the server created, before any re-parenting.
 server.prependListener("request", (req, res) => {
