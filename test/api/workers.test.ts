@@ -179,8 +179,17 @@ describe("POST /workers/register", () => {
     );
     expect(res.status).toBe(201);
     expect(Object.keys(res.body).sort()).toEqual(
-      ["heartbeat_interval_s", "routes", "stream_url", "token", "version", "worker"].sort(),
+      [
+        "access_keys",
+        "heartbeat_interval_s",
+        "routes",
+        "stream_url",
+        "token",
+        "version",
+        "worker",
+      ].sort(),
     );
+    expect(res.body.access_keys).toEqual((await h.anonymous.get("/.well-known/jwks.json")).body);
     const { worker } = res.body;
     expect(Object.keys(worker).sort()).toEqual(WORKER_FIELDS);
     expect(worker).toEqual({

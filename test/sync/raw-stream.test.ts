@@ -131,6 +131,7 @@ describe("frames the coordinator sends", () => {
       protocol: 1,
       instance_id: h.coordinator.instanceId,
       heartbeat_interval_s: HEARTBEAT_INTERVAL_S,
+      access_keys: (await h.anonymous.get("/.well-known/jwks.json")).body,
     });
     expect(first.snapshot).toMatchObject({ version: empty.version, routes: [] });
     expect(first.snapshot.digest).toBe(EMPTY_DIGEST);
