@@ -1,5 +1,4 @@
 import { mkdtempSync } from "node:fs";
-import type net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
