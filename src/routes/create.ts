@@ -50,7 +50,7 @@ interface Placement {
 const at = (index: number, batch: boolean, field: string) =>
   batch ? `routes.${index}.${field}` : field;
 
-/** A refusal of the planner as the API answers it (API.md, POST /routes). */
+/** A refusal of the planner as the API answers it (docs/api.md, POST /routes). */
 function refusalError(refusal: Refusal, index: number, batch: boolean): AppError {
   const errors: FieldProblem[] | undefined = refusal.field
     ? [{ path: at(index, batch, refusal.field), message: refusal.detail }]

@@ -24,7 +24,7 @@ import type { WorkerSession } from "./session.js";
 /**
  * A worker no change touched gets an empty diff this share of HEARTBEAT_INTERVAL_S after the hub
  * processed the first version it lacks, plus its own part of EMPTY_ADVANCE_SPREAD: its version
- * follows the global one within the interval (API.md), the fleet's empty diffs trickle out
+ * follows the global one within the interval (docs/api.md), the fleet's empty diffs trickle out
  * instead of leaving together, and a worker under a stream of changes elsewhere gets one per
  * interval, not one per change. Such a diff draws no ack (docs/stream.md).
  */
