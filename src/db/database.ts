@@ -1,4 +1,3 @@
-import { mkdirSync } from "node:fs";
 import path from "node:path";
 import knexFactory, { type Knex } from "knex";
 import ClientPgLite from "knex-pglite";
@@ -7,6 +6,7 @@ import type { Logger } from "../logger.js";
 import { DataDirInUse, lockDataDir } from "./data-dir-lock.js";
 import { latestMigration, migrationSource } from "./migration-source.js";
 import { PGliteThread } from "./pglite-thread.js";
+import { keepDataDirPrivate } from "./private-files.js";
 
 // bigint columns (versions) fit comfortably in a JS number; counts come back as numbers too.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v: string) => Number(v));
@@ -65,11 +65,12 @@ export async function openDatabase(options: OpenOptions): Promise<Database> {
     };
   }
   const dataDir = path.resolve(options.dataDir ?? "./data");
-  mkdirSync(dataDir, { recursive: true });
+  keepDataDirPrivate(dataDir);
   const release = lockDataDir(dataDir);
   let instance: PGliteThread;
   try {
     instance = await PGliteThread.open(path.join(dataDir, "pgdata"));
+    keepDataDirPrivate(dataDir);
   } catch (error) {
     release();
     throw error;
@@ -91,6 +92,7 @@ export async function openDatabase(options: OpenOptions): Promise<Database> {
         try {
           await knex.destroy();
           if (!instance.closed) await instance.close();
+          keepDataDirPrivate(dataDir);
         } finally {
           release();
         }
