@@ -10,6 +10,8 @@ import { errorHandler, noOptions, unknownPath } from "./http/problem.js";
 import { undecodablePath } from "./http/path.js";
 import { parseQuery } from "./http/query.js";
 import { requestLog } from "./http/request-log.js";
+import { streamWithoutUpgrade } from "./http/upgrade-required.js";
+import { removedWorkerToken } from "./http/worker-token-gate.js";
 import type { Logger } from "./logger.js";
 import { healthRouter } from "./ops/health-router.js";
 import { routesRouter } from "./routes/router.js";
@@ -46,6 +48,8 @@ export function createApp(deps: AppDeps): Express {
   app.use(requestLog(deps.logger, deps.observeRequest));
   app.use(undecodablePath(deps.tokens));
   app.use(noOptions);
+  app.use(removedWorkerToken(deps.knex, deps.tokens));
+  app.use(streamWithoutUpgrade);
   // The Manager's and the workers' paths first: the busiest, and every router a request walks
   // past costs it a match per layer. No path is served by two routers, so order is free.
   const routes = new RouteService(deps.knex, deps.committer);

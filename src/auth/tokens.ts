@@ -9,6 +9,9 @@ export type Principal =
 const WORKER_PREFIX = "wt1.";
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
+/** Whether `token` has a worker token's form (says nothing of whether it is valid). */
+export const hasWorkerTokenForm = (token: string): boolean => token.startsWith(WORKER_PREFIX);
+
 const digest = (value: string): Buffer => hash("sha256", value, "buffer");
 
 /**

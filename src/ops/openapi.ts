@@ -232,6 +232,7 @@ export const OPERATIONS: Operation[] = [
       101: { description: "Switching Protocols" },
       400: { description: "`since` is not a version" },
       404: { description: "Unknown or removed worker" },
+      426: { description: "Not a WebSocket upgrade (`Upgrade: websocket` names what is needed)" },
       503: { description: "The coordinator is stopping, or cannot read the database" },
     },
   },

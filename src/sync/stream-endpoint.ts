@@ -4,6 +4,7 @@ import type { Knex } from "knex";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
 import { authorizationOf, bearerToken, type TokenRegistry } from "../auth/tokens.js";
 import type { Logger } from "../logger.js";
+import { STREAM_PATH, upgradeRequired } from "../http/upgrade-required.js";
 import { numberStreams } from "../workers/repository.js";
 import { WorkerLookup } from "./worker-lookup.js";
 import { CloseCode, FrameError, MAX_INBOUND_FRAME_BYTES } from "./close-codes.js";
@@ -11,18 +12,17 @@ import { parseInbound } from "./frames.js";
 import type { Hub } from "./hub.js";
 import { WorkerSession } from "./session.js";
 
-const STREAM_PATH = /^\/workers\/([0-9a-fA-F-]{36})\/stream$/;
-
 export interface StreamEndpointEvents {
   frameReceived?(type: string): void;
   disconnected?(code: number): void;
 }
 
-function refuse(socket: Duplex, status: number, title: string, detail: string): void {
+function refuse(socket: Duplex, status: number, title: string, detail: string, headers = ""): void {
   const code = title.toLowerCase().replace(/ /g, "_");
   const body = JSON.stringify({ type: `urn:appproxy:problem:${code}`, title, status, detail });
   socket.end(
     `HTTP/1.1 ${status} ${title}\r\n` +
+      headers +
       "Content-Type: application/problem+json\r\n" +
       `Content-Length: ${Buffer.byteLength(body)}\r\n` +
       "Connection: close\r\n\r\n" +
@@ -54,7 +54,9 @@ export function attachStreamEndpoint(deps: {
     socket.on("error", () => socket.destroy());
     void authorize(req).then(
       (result) => {
-        if ("status" in result) return refuse(socket, result.status, result.title, result.detail);
+        if ("status" in result) {
+          return refuse(socket, result.status, result.title, result.detail, result.headers);
+        }
         wss.handleUpgrade(req, socket, head, (ws) =>
           open(ws, result.workerId, result.streamSeq, result.since),
         );
@@ -72,11 +74,15 @@ export function attachStreamEndpoint(deps: {
     req: IncomingMessage,
   ): Promise<
     | { workerId: string; streamSeq: number; since: number | undefined }
-    | { status: number; title: string; detail: string }
+    | { status: number; title: string; detail: string; headers?: string }
   > {
     const url = new URL(req.url ?? "/", "http://coordinator");
     const match = STREAM_PATH.exec(url.pathname);
     if (!match) return { status: 404, title: "Not Found", detail: "No stream at this path." };
+    if (req.headers.upgrade?.toLowerCase() !== "websocket") {
+      const { status, title, message } = upgradeRequired();
+      return { status, title, detail: message, headers: "Upgrade: websocket\r\n" };
+    }
     if (!deps.accepting()) {
       return { status: 503, title: "Service Unavailable", detail: "The coordinator is stopping." };
     }
