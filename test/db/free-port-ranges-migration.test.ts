@@ -74,12 +74,19 @@ async function freePortRows(knex: Knex): Promise<string[]> {
   return rows.map((r) => `${r.worker_id}:${r.port}`);
 }
 
+/** Undoes migrations, newest first, until the one that made `workers.free_port_ranges` is undone. */
+async function migrateDownThroughFreePortRanges(knex: Knex): Promise<void> {
+  while (await knex.schema.hasColumn("workers", "free_port_ranges")) {
+    await knex.migrate.down({ migrationSource });
+  }
+}
+
 describe("migration 20261207000000_free_port_ranges on a populated database", () => {
   it("folds free_ports rows into each worker's ranges, and back", async () => {
     const { knex } = db;
     // Back to the schema before it, with workers and routes in that schema's shape.
-    await knex.migrate.down({ migrationSource });
-    expect(await knex.schema.hasColumn("workers", "free_port_ranges")).toBe(false);
+    await migrateDownThroughFreePortRanges(knex);
+    expect(await knex.schema.hasTable("free_ports")).toBe(true);
     const fragmented = await insertWorker(knex, "fragmented", [10200, 10209]);
     await holdPorts(knex, fragmented, [10200, 10209], [10200, 10203, 10204]);
     const full = await insertWorker(knex, "full", [20000, 20001]);
@@ -108,7 +115,7 @@ describe("migration 20261207000000_free_port_ranges on a populated database", ()
     });
 
     // And down again gives the very rows it started from.
-    await knex.migrate.down({ migrationSource });
+    await migrateDownThroughFreePortRanges(knex);
     expect(await freePortRows(knex)).toEqual(rowsBefore);
     await knex.migrate.latest({ migrationSource });
   });
