@@ -51,6 +51,7 @@ import {
   maxOf,
   minOf,
 } from "./support.js";
+import { gcBetween, stagesBetween, type BucketSummary } from "./stage-histograms.js";
 import { sampleRoute, startWsBaseline } from "./ws-baseline.js";
 
 const QUICK = process.env.BENCH_QUICK === "1";
@@ -124,6 +125,9 @@ interface SystemResult {
   memoryNote?: string;
   cpuNote?: string;
   loopNote?: string;
+  /** The coordinator's stages and garbage collections during (a) and (b), from /metrics. */
+  stages?: Record<"steady" | "flat", Record<string, BucketSummary>>;
+  gc?: Record<"steady" | "flat", Record<string, BucketSummary>>;
   error?: string;
 }
 
@@ -292,13 +296,14 @@ async function runCoordinator(n: number): Promise<SystemResult> {
 
     // (a) steady rate. A scrape resets the event-loop delay histogram (prom-client's default
     // metrics); the one after the phase reads what the phase saw.
-    await request(coordinator.url, "GET", "/metrics", "");
+    const scrape = async () => (await request(coordinator.url, "GET", "/metrics", "")).body;
+    const beforeSteady = await scrape();
     await fleet.call("mark");
     const steady: Sent[] = [];
     const pace = await paced(RATE, PHASE_MS, async (i) => {
       steady.push(await source.send(i, i % ACK_SAMPLE_EVERY === ACK_SAMPLE_EVERY - 1));
     });
-    const loop = (await request(coordinator.url, "GET", "/metrics", "")).body;
+    const loop = await scrape();
     // prom-client samples every 10 ms and reports the whole interval; the delay is what is beyond.
     const lagMs = (name: string) => Math.max(0, metricSample(loop, name) * 1000 - 10).toFixed(1);
     result.loopNote = `coordinator's event-loop delay during (a): p50 ${lagMs("nodejs_eventloop_lag_p50_seconds")} ms, p99 ${lagMs("nodejs_eventloop_lag_p99_seconds")} ms, max ${lagMs("nodejs_eventloop_lag_max_seconds")} ms`;
@@ -324,6 +329,7 @@ async function runCoordinator(n: number): Promise<SystemResult> {
     };
 
     // (b) flat out: 16 in flight, each answered once its worker acknowledged it.
+    const beforeFlat = await scrape();
     await fleet.call("mark");
     const flat: Sent[] = [];
     const flatStart = nowMs();
@@ -333,6 +339,12 @@ async function runCoordinator(n: number): Promise<SystemResult> {
       flat.push(await source.send(flatIndex++, true));
     });
     const cpu = await cpuUse(cpuBefore);
+    const afterFlat = await scrape();
+    result.stages = {
+      steady: stagesBetween(beforeSteady, loop),
+      flat: stagesBetween(beforeFlat, afterFlat),
+    };
+    result.gc = { steady: gcBetween(beforeSteady, loop), flat: gcBetween(beforeFlat, afterFlat) };
     result.cpuNote =
       `during (b) the coordinator process used ${cpu.processes[0]}% of one core, the worker ` +
       `process ${cpu.processes[1]}%, the bench process ${cpu.processes[2]}%; the machine's ` +
@@ -646,6 +658,30 @@ function report(n: number, results: Record<"coordinator" | "ws" | "etcd", System
   ].filter(Boolean);
   console.log("");
   for (const note of notes) console.log(`- ${note}`);
+  if (c.stages && c.gc) stageReport(c.stages, c.gc);
+}
+
+/** The coordinator's account of (a) and (b): each stage of a change, and its collections. */
+function stageReport(
+  stages: NonNullable<SystemResult["stages"]>,
+  gc: NonNullable<SystemResult["gc"]>,
+) {
+  const bound = (v: number) => (Number.isFinite(v) ? `≤ ${ms(v)}` : "> 2,500");
+  const cell = (s: BucketSummary | undefined) =>
+    s && s.n > 0 ? `${s.n} · ${ms(s.p50)} / ${ms(s.p99)} / ${bound(s.maxBound)}` : "–";
+  console.log(
+    "\nCoordinator's stages of a change (appproxy_change_stage_seconds, from /metrics before and after each phase; count · ms p50 / p99 / max bucket):\n",
+  );
+  console.log(`| stage | (a) ${RATE} changes/s | (b) flat out |`);
+  console.log("| --- | ---: | ---: |");
+  for (const stage of Object.keys(stages.steady)) {
+    console.log(`| ${stage} | ${cell(stages.steady[stage])} | ${cell(stages.flat[stage])} |`);
+  }
+  const gcCell = (s: BucketSummary | undefined) =>
+    s && s.n > 0 ? `${s.n} · ${ms(s.sum)} ms in all, max ${bound(s.maxBound)}` : "–";
+  for (const kind of Object.keys(gc.steady)) {
+    console.log(`| GC ${kind} | ${gcCell(gc.steady[kind])} | ${gcCell(gc.flat[kind])} |`);
+  }
 }
 
 async function clockCheck(): Promise<string> {

@@ -77,7 +77,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
     secrets.tokenSecret,
   );
   const metrics = new Metrics(knex);
-  const committer = new Committer(knex, instanceId);
+  const committer = new Committer(knex, instanceId, metrics.stages);
   const watch = new PropagationWatch(knex, (error) =>
     logger.warn("wait=applied could not read acknowledgements; the wait goes on", {
       error: String(error),
@@ -95,10 +95,10 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
     logger,
     {
       frameSent: (type) => metrics.streamFrames.inc({ direction: "out", type }),
-      acknowledged: (_workerId, _version, committedAt) => {
-        if (committedAt !== undefined)
-          metrics.propagation.observe((Date.now() - committedAt) / 1000);
+      acknowledged: (_workerId, _version, sinceCommitS) => {
+        if (sinceCommitS !== undefined) metrics.propagation.observe(sinceCommitS);
       },
+      stage: (stage, seconds) => metrics.stages.observe(stage, seconds),
       activity: (workerId, routes, notOwn) => {
         const badTime = activity.report(workerId, routes);
         if (notOwn > 0) metrics.activityDropped.inc({ reason: "not_own" }, notOwn);

@@ -19,7 +19,8 @@ export async function answerMutation(
 ): Promise<void> {
   res.setHeader("X-Routing-Version", String(committed.version));
   let finalStatus = status;
-  if (query.wait === "applied" && committed.workerIds.length > 0) {
+  const waits = query.wait === "applied" && committed.workerIds.length > 0;
+  if (waits) {
     const applied = await watch.waitApplied(
       committed.version,
       committed.workerIds,
@@ -30,11 +31,15 @@ export async function answerMutation(
       finalStatus = 202;
     } else res.setHeader("X-Propagation", "applied");
   }
-  if (body === undefined) {
-    res.status(finalStatus === 202 ? 202 : status).end();
-    return;
-  }
-  sendJson(res, finalStatus, body);
+  if (body === undefined) res.status(finalStatus === 202 ? 202 : status).end();
+  else sendJson(res, finalStatus, body);
+  committed.timing?.answered(receivedAt(res), waits);
+}
+
+/** When the request arrived (performance.now()), as the request log noted it. */
+function receivedAt(res: Response): number | undefined {
+  const at: unknown = res.locals.receivedAt;
+  return typeof at === "number" ? at : undefined;
 }
 
 /**

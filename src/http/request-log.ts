@@ -15,6 +15,8 @@ export function requestLog(
     res.locals.requestId = requestId;
     res.setHeader("X-Request-Id", requestId);
     const started = process.hrtime.bigint();
+    // For the stages of a change (ops/change-stages.ts), on the committer's clock.
+    res.locals.receivedAt = performance.now();
     res.on("finish", () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const route = routeTemplate(req.baseUrl, req.route as { path?: unknown } | undefined);

@@ -1,5 +1,6 @@
 import type { Knex } from "knex";
 import client from "prom-client";
+import { stageHistogram, type StageClock } from "./change-stages.js";
 import { readFleetSummary, type FleetSummary } from "./fleet-summary.js";
 
 const STATUSES = ["registered", "alive", "lost", "draining"] as const;
@@ -20,6 +21,7 @@ export class Metrics {
   readonly activityDropped: client.Counter<"reason">;
   readonly writeSeconds: client.Histogram;
   readonly writeRequests: client.Histogram;
+  readonly stages: StageClock;
 
   constructor(knex: Knex) {
     const registers = [this.registry];
@@ -78,6 +80,8 @@ export class Metrics {
       buckets: [1, 2, 4, 8, 16, 32, 64, 128],
       registers,
     });
+
+    this.stages = stageHistogram(this.registry);
 
     let summary: Promise<FleetSummary | undefined> | undefined;
     // One database read per scrape, shared by every fleet-wide metric below. While the database

@@ -54,7 +54,10 @@ const REMOVED_CHECK_MS = 5000;
 
 export interface HubEvents {
   frameSent?(type: string): void;
-  acknowledged?(workerId: string, version: number, committedAt: number | undefined): void;
+  /** `sinceCommitS`: seconds since this instance committed `version`, if it did. */
+  acknowledged?(workerId: string, version: number, sinceCommitS: number | undefined): void;
+  /** A change's `frame` or `ack` stage (ops/change-stages.ts), for a diff that changed a table. */
+  stage?(stage: "frame" | "ack", seconds: number): void;
   /** A worker's traffic report, reduced to routes of its table; `notOwn` counts the others. */
   activity?(workerId: string, routes: Record<string, string>, notOwn: number): void;
 }
@@ -81,6 +84,7 @@ export class Hub {
   private readonly behind = new BehindClock();
   private pollTimer: NodeJS.Timeout | undefined;
   private removedTimer: NodeJS.Timeout | undefined;
+  /** When this instance committed each recent version (performance.now()). */
   private readonly commitTimes = new Map<number, number>();
   private readonly starting: Array<{
     session: WorkerSession;
@@ -120,7 +124,7 @@ export class Hub {
     head: number,
     entries: ReadonlyArray<{ version: number; entry: ChangeEntry }>,
   ): void {
-    const now = Date.now();
+    const now = performance.now();
     for (let v = first; v <= head; v++) this.commitTimes.set(v, now);
     while (this.commitTimes.size > 10_000) {
       this.commitTimes.delete(this.commitTimes.keys().next().value as number);
@@ -211,8 +215,17 @@ export class Hub {
   }
 
   private sendDiff(session: WorkerSession, to: number, entries: LoggedEntry[]): void {
+    const from = session.version;
     const frame = session.diff(to, entries);
-    if (session.send(JSON.stringify(frame))) this.events.frameSent?.("diff");
+    if (!session.send(JSON.stringify(frame))) return;
+    this.events.frameSent?.("diff");
+    if (entries.length === 0 || !this.events.stage) return;
+    // From the commit of the oldest change the frame carries (entries are in version order).
+    const oldest = entries.find((e) => e.version > from)?.version;
+    const committedAt = oldest === undefined ? undefined : this.commitTimes.get(oldest);
+    const now = performance.now();
+    session.changeSentAt = now;
+    if (committedAt !== undefined) this.events.stage("frame", (now - committedAt) / 1000);
   }
 
   private startAdvancing(): void {
@@ -384,10 +397,16 @@ export class Hub {
           frame.version >= session.changedAt ? session.version : frame.version,
           coversChange,
         );
+        const now = performance.now();
+        if (coversChange && session.changeSentAt !== undefined) {
+          this.events.stage?.("ack", (now - session.changeSentAt) / 1000);
+          session.changeSentAt = undefined;
+        }
+        const committedAt = this.commitTimes.get(frame.version);
         this.events.acknowledged?.(
           session.workerId,
           frame.version,
-          this.commitTimes.get(frame.version),
+          committedAt === undefined ? undefined : (now - committedAt) / 1000,
         );
         return;
       }

@@ -22,6 +22,8 @@ export class WorkerSession {
   changedAt = -1;
   /** The highest version the worker acknowledged on this stream. */
   acked = -1;
+  /** When the hub last handed a diff that changed the table to the socket (performance.now()). */
+  changeSentAt: number | undefined;
   /** When this worker's empty diff is due (performance.now()) for the version it holds. */
   advanceDueMs = 0;
   /** The version `advanceDueMs` was worked out for. */

@@ -1,6 +1,7 @@
 import type { Knex } from "knex";
 import type { Row } from "../db/script.js";
 import type { Statement } from "../db/prepared.js";
+import type { ChangeTiming } from "../ops/change-stages.js";
 
 /** What one version did to one worker's table. */
 export interface ChangeEntry {
@@ -29,6 +30,8 @@ export interface Committed<T> {
   changed: boolean;
   /** Workers whose tables this change touched. */
   workerIds: string[];
+  /** When it was submitted and committed, for the stages its answer closes. */
+  timing?: ChangeTiming;
 }
 
 /** Handed to a scripted run while it plans: versions and the change log, in memory. */

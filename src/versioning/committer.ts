@@ -4,6 +4,7 @@ import { isAppError } from "../errors.js";
 import { isConnectionError, translateDatabaseError } from "../db/pg-errors.js";
 import { Prepared, runCall, type Call, type Statement } from "../db/prepared.js";
 import { json, ScriptSession, type Row } from "../db/script.js";
+import { ChangeTiming, noStages, type StageClock } from "../ops/change-stages.js";
 import type {
   ChangeContext,
   ChangeEntry,
@@ -34,6 +35,8 @@ interface Pending {
   kind: string;
   apply: Apply<unknown> | undefined;
   scripted: Scripted<unknown, unknown> | undefined;
+  /** When it was handed to the committer (performance.now()). */
+  submittedAt: number;
   resolve(value: Committed<unknown>): void;
   reject(error: unknown): void;
 }
@@ -49,6 +52,8 @@ interface Outcome {
 /** What a group's transaction accumulates: the head, the log rows and each change's outcome. */
 interface GroupLog {
   head: number;
+  /** When the routing lock was held, the group's reads with it (performance.now()). */
+  lockedAt: number;
   now: Date;
   changes: Array<{ version: number; kind: string; committed_at: Date }>;
   entries: Array<{ version: number; entry: ChangeEntry }>;
@@ -83,6 +88,8 @@ export class Committer {
   constructor(
     private readonly knex: Knex,
     private readonly origin = "",
+    /** Takes the queue, lock and commit stages of every change (see ops/change-stages.ts). */
+    private readonly stages: StageClock = noStages,
   ) {}
 
   submit<T>(kind: string, apply: Apply<T>): Promise<Committed<T>> {
@@ -104,6 +111,7 @@ export class Committer {
         kind,
         apply,
         scripted,
+        submittedAt: performance.now(),
         resolve: resolve as (value: Committed<unknown>) => void,
         reject,
       });
@@ -153,7 +161,7 @@ export class Committer {
 
   private async runScripted(items: Pending[]): Promise<void> {
     const outcomes = new Map<Pending, Outcome>();
-    const log: GroupLog = { head: 0, now: new Date(), changes: [], entries: [] };
+    const log: GroupLog = { head: 0, lockedAt: 0, now: new Date(), changes: [], entries: [] };
     let session: ScriptSession | undefined;
     const started = performance.now();
     try {
@@ -170,11 +178,12 @@ export class Committer {
       for (const item of items) item.reject(translated);
       return;
     }
+    const timings = this.timed(items, started, log.lockedAt);
     this.ended(items.length, started);
     // Committed: handing the connection back cannot undo that, nor must its failure.
     await session.close().catch(() => undefined);
     this.announce(log);
-    for (const item of items) settle(item, outcomes.get(item)!);
+    items.forEach((item, i) => settle(item, outcomes.get(item)!, timings[i]!));
   }
 
   private async runScript(
@@ -189,6 +198,7 @@ export class Committer {
     }));
     const reads = runs.map(({ run }) => run.reads());
     const [, locked, ...readRows] = await session.run(["BEGIN", LOCK.with(), ...reads.flat()]);
+    log.lockedAt = performance.now();
     log.head = Number(locked![0]!.version);
     log.now = new Date();
     const recorded = new Map<number, ChangeEntry[]>();
@@ -220,11 +230,12 @@ export class Committer {
 
   private async runGroup(group: Pending[]): Promise<void> {
     const outcomes: Outcome[] = [];
-    const log: GroupLog = { head: 0, now: new Date(), changes: [], entries: [] };
+    const log: GroupLog = { head: 0, lockedAt: 0, now: new Date(), changes: [], entries: [] };
     const started = performance.now();
     try {
       await this.knex.transaction(async (tx) => {
         const locked = await runCall<{ rows: Array<{ version: number }> }>(tx, LOCK.with());
+        log.lockedAt = performance.now();
         log.head = Number(locked.rows[0]!.version);
         // Stamped once the lock is held, so that commit times follow the order of versions.
         log.now = new Date();
@@ -239,9 +250,23 @@ export class Committer {
       for (const item of group) item.reject(translated);
       return;
     }
+    const timings = this.timed(group, started, log.lockedAt);
     this.ended(group.length, started);
     this.announce(log);
-    group.forEach((item, i) => settle(item, outcomes[i]!));
+    group.forEach((item, i) => settle(item, outcomes[i]!, timings[i]!));
+  }
+
+  /** Observes the queue, lock and commit stages of a committed group's changes; their timings. */
+  private timed(items: Pending[], started: number, lockedAt: number): ChangeTiming[] {
+    const committedAt = performance.now();
+    const lock = (lockedAt - started) / 1000;
+    const commit = (committedAt - lockedAt) / 1000;
+    return items.map((item) => {
+      this.stages.observe("queue", (started - item.submittedAt) / 1000);
+      this.stages.observe("lock", lock);
+      this.stages.observe("commit", commit);
+      return new ChangeTiming(this.stages, item.submittedAt, committedAt);
+    });
   }
 
   private announce(log: GroupLog): void {
@@ -339,7 +364,7 @@ function outcomeOf(
   return { ok: true, value: result.value, version, entries };
 }
 
-function settle(item: Pending, o: Outcome): void {
+function settle(item: Pending, o: Outcome, timing: ChangeTiming): void {
   if (!o.ok) {
     const error = translateDatabaseError(o.error);
     // Refused under the lock: the version it saw is exact, for the answer's X-Routing-Version.
@@ -351,6 +376,7 @@ function settle(item: Pending, o: Outcome): void {
     version: o.version,
     changed: o.entries.length > 0,
     workerIds: [...new Set(o.entries.map((e) => e.workerId))],
+    timing,
   });
 }
 

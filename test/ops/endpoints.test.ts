@@ -279,6 +279,24 @@ describe("GET /metrics", () => {
     );
   });
 
+  it("times each stage of a change, from its request to the worker's ack", async () => {
+    const m = await scrape();
+    const count = (stage: string) => valueOf(m, "appproxy_change_stage_seconds_count", { stage });
+    // Every route of this file went through the committer of this instance.
+    for (const stage of ["queue", "lock", "commit"]) {
+      expect(count(stage)).toBeGreaterThanOrEqual(created.length);
+    }
+    expect(count("parse")).toBeGreaterThanOrEqual(created.length);
+    // The worker's stream took at least one change committed here, and acknowledged it.
+    expect(count("frame")).toBeGreaterThanOrEqual(1);
+    expect(count("ack")).toBeGreaterThanOrEqual(1);
+    for (const stage of ["parse", "queue", "lock", "commit", "answer", "frame", "ack"]) {
+      expect(valueOf(m, "appproxy_change_stage_seconds_bucket", { stage, le: "+Inf" })).toBe(
+        count(stage),
+      );
+    }
+  });
+
   it("counts the propagation to the worker and the stream's frames", async () => {
     const m = await scrape();
     expect(samplesOf(m, "appproxy_propagation_seconds_bucket").length).toBeGreaterThan(0);
