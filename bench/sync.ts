@@ -51,6 +51,7 @@ import {
   maxOf,
   minOf,
 } from "./support.js";
+import { sampleWaits, type WaitShares } from "./pg-waits.js";
 import { gcBetween, stagesBetween, type BucketSummary } from "./stage-histograms.js";
 import { sampleRoute, startWsBaseline } from "./ws-baseline.js";
 
@@ -128,6 +129,8 @@ interface SystemResult {
   /** The coordinator's stages and garbage collections during (a) and (b), from /metrics. */
   stages?: Record<"steady" | "flat", Record<string, BucketSummary>>;
   gc?: Record<"steady" | "flat", Record<string, BucketSummary>>;
+  /** What the database's backends waited on during (a) and (b) (bench/pg-waits.ts). */
+  waits?: Record<"steady" | "flat", WaitShares>;
   error?: string;
 }
 
@@ -298,12 +301,15 @@ async function runCoordinator(n: number): Promise<SystemResult> {
     // metrics); the one after the phase reads what the phase saw.
     const scrape = async () => (await request(coordinator.url, "GET", "/metrics", "")).body;
     const beforeSteady = await scrape();
+    const database = new URL(db.url).pathname.slice(1);
+    let waiting = sampleWaits(db.sql, database);
     await fleet.call("mark");
     const steady: Sent[] = [];
     const pace = await paced(RATE, PHASE_MS, async (i) => {
       steady.push(await source.send(i, i % ACK_SAMPLE_EVERY === ACK_SAMPLE_EVERY - 1));
     });
     const loop = await scrape();
+    const steadyWaits = await waiting.stop();
     // prom-client samples every 10 ms and reports the whole interval; the delay is what is beyond.
     const lagMs = (name: string) => Math.max(0, metricSample(loop, name) * 1000 - 10).toFixed(1);
     result.loopNote = `coordinator's event-loop delay during (a): p50 ${lagMs("nodejs_eventloop_lag_p50_seconds")} ms, p99 ${lagMs("nodejs_eventloop_lag_p99_seconds")} ms, max ${lagMs("nodejs_eventloop_lag_max_seconds")} ms`;
@@ -330,6 +336,7 @@ async function runCoordinator(n: number): Promise<SystemResult> {
 
     // (b) flat out: 16 in flight, each answered once its worker acknowledged it.
     const beforeFlat = await scrape();
+    waiting = sampleWaits(db.sql, database);
     await fleet.call("mark");
     const flat: Sent[] = [];
     const flatStart = nowMs();
@@ -339,7 +346,10 @@ async function runCoordinator(n: number): Promise<SystemResult> {
       flat.push(await source.send(flatIndex++, true));
     });
     const cpu = await cpuUse(cpuBefore);
+    // On CLOCK_MONOTONIC, as a --cpu-prof profile's sample times (BENCH_NODE_ARGS): its window.
+    console.error(`N=${n}: (b) ran from ${flatStart.toFixed(0)} to ${nowMs().toFixed(0)} ms`);
     const afterFlat = await scrape();
+    result.waits = { steady: steadyWaits, flat: await waiting.stop() };
     result.stages = {
       steady: stagesBetween(beforeSteady, loop),
       flat: stagesBetween(beforeFlat, afterFlat),
@@ -659,6 +669,19 @@ function report(n: number, results: Record<"coordinator" | "ws" | "etcd", System
   console.log("");
   for (const note of notes) console.log(`- ${note}`);
   if (c.stages && c.gc) stageReport(c.stages, c.gc);
+  if (c.waits) {
+    const line = (w: WaitShares) =>
+      `${w.active.toFixed(2)} active backends per sample on average; ` +
+      w.shares
+        .slice(0, 6)
+        .map(([wait, share]) => `${wait} ${(share * 100).toFixed(0)} %`)
+        .join(", ");
+    console.log(
+      `\nPostgreSQL backends of the coordinator's database, sampled every 10 ms (CPU = no wait event):\n`,
+    );
+    console.log(`- (a): ${line(c.waits.steady)}`);
+    console.log(`- (b): ${line(c.waits.flat)}`);
+  }
 }
 
 /** The coordinator's account of (a) and (b): each stage of a change, and its collections. */
