@@ -4,6 +4,7 @@ import * as routeIndexCosts from "../../migrations/20261127010000_route_index_co
 import * as freePortRanges from "../../migrations/20261207000000_free_port_ranges.js";
 import * as backendai from "../../migrations/20261207010000_backendai.js";
 import * as streamOrder from "../../migrations/20261207020000_stream_order.js";
+import * as eligibleLoadIndex from "../../migrations/20261207030000_eligible_load_index.js";
 
 interface Migration {
   up(knex: Knex): Promise<void>;
@@ -18,6 +19,7 @@ const migrations: ReadonlyArray<[string, Migration]> = [
   ["20261207000000_free_port_ranges", freePortRanges],
   ["20261207010000_backendai", backendai],
   ["20261207020000_stream_order", streamOrder],
+  ["20261207030000_eligible_load_index", eligibleLoadIndex],
 ];
 
 export const migrationSource: Knex.MigrationSource<[string, Migration]> = {

@@ -74,6 +74,18 @@ export const portInRange = (worker: Candidate, port: number): boolean =>
   port >= worker.port_lo &&
   port <= worker.port_hi;
 
+/** Where a worker stands in the order of load: its routes, then its name. */
+export type LoadKey = Pick<Candidate, "route_count" | "name">;
+
+/**
+ * The order placement prefers workers in: fewer routes first, ties by name (code-unit order,
+ * which is the byte order of PostgreSQL's "C" collation for the ASCII of a worker's name).
+ */
+export function byLoad(a: LoadKey, b: LoadKey): number {
+  if (a.route_count !== b.route_count) return a.route_count - b.route_count;
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
 /** The least loaded candidate that passes `accept`; ties go to the name, for stable answers. */
 export function leastLoaded<C extends Candidate>(
   candidates: Iterable<C>,
@@ -82,13 +94,7 @@ export function leastLoaded<C extends Candidate>(
   let best: C | undefined;
   for (const c of candidates) {
     if (!accept(c)) continue;
-    if (
-      !best ||
-      c.route_count < best.route_count ||
-      (c.route_count === best.route_count && c.name < best.name)
-    ) {
-      best = c;
-    }
+    if (!best || byLoad(c, best) < 0) best = c;
   }
   return best;
 }

@@ -1,11 +1,13 @@
 import {
   atCapacity,
+  byLoad,
   hasRoom,
   leastLoaded,
   portInRange,
   servingRejection,
   type Candidate,
   type Demand,
+  type LoadKey,
 } from "./placement.js";
 import { freshSubdomain } from "./subdomain.js";
 
@@ -20,6 +22,12 @@ export interface PlacementSnapshot<W extends Candidate> {
    * lowest not among them where it can, so that a later route asking for one still finds it.
    */
   askedPorts?: Iterable<number>;
+  /**
+   * Set when `workers` holds only the least loaded eligible workers (and any pinned one): the
+   * last of them in the order of load. Every eligible worker left out comes after it. Left unset,
+   * `workers` holds every candidate.
+   */
+  loadHorizon?: LoadKey;
 }
 
 /** A new route to place: its demand, and what it pins (a worker, a port or a subdomain). */
@@ -54,7 +62,8 @@ export type RefusalKind =
   | "port_taken" // 409
   | "subdomain_taken" // 409
   | "full" // 503: a pinned worker at capacity or out of ports
-  | "nowhere"; // 503: no worker can take it
+  | "nowhere" // 503: no worker can take it
+  | "unsure"; // not an answer: a worker left out of the snapshot may be the one (read them all)
 
 export interface Refusal {
   refused: RefusalKind;
@@ -74,6 +83,7 @@ export class Planner<W extends Candidate> {
   private readonly byId = new Map<string, W>();
   private readonly taken: Set<string>;
   private readonly asked: ReadonlySet<number>;
+  private readonly horizon: LoadKey | undefined;
   private readonly undo: Array<() => void> = [];
 
   constructor(
@@ -83,6 +93,7 @@ export class Planner<W extends Candidate> {
     for (const w of snapshot.workers) this.byId.set(w.id, w);
     this.taken = new Set(snapshot.takenSubdomains);
     this.asked = new Set(snapshot.askedPorts ?? []);
+    this.horizon = snapshot.loadHorizon && { ...snapshot.loadHorizon };
   }
 
   worker(id: string): W | undefined {
@@ -136,6 +147,7 @@ export class Planner<W extends Candidate> {
     routes: readonly R[],
     from: string,
   ): Array<Booking<W> | undefined> {
+    if (this.horizon) throw new Error("moves are planned on every candidate, not the least loaded");
     const able = (route: R) => (c: W) =>
       c.id !== from && servingRejection(c, route) === undefined && hasRoom(c);
     const bookings = routes.map((route) => {
@@ -216,6 +228,7 @@ export class Planner<W extends Candidate> {
       const inRange = able.filter((c) => portInRange(c, route.port!));
       fits = inRange.filter((c) => c.free.has(route.port!));
       if (fits.length === 0 && inRange.length > 0) {
+        if (this.horizon) return this.unsure();
         return {
           refused: "port_taken",
           field: "port",
@@ -226,6 +239,7 @@ export class Planner<W extends Candidate> {
       const wildcard = able.filter((c) => c.frontend_mode === "wildcard");
       fits = wildcard.filter((c) => !this.subdomainTaken(c, route.subdomain!));
       if (fits.length === 0 && wildcard.length > 0) {
+        if (this.horizon) return this.unsure();
         return {
           refused: "subdomain_taken",
           field: "subdomain",
@@ -234,12 +248,21 @@ export class Planner<W extends Candidate> {
       }
     }
     const worker = leastLoaded(fits, () => true);
+    // A worker past the horizon (its own bookings took it there) may lose to one left out.
+    if (this.horizon && (!worker || byLoad(worker, this.horizon) > 0)) return this.unsure();
     if (worker) return worker;
     const selector =
       Object.keys(route.worker_selector).length > 0 ? ", with its worker_selector" : "";
     return {
       refused: "nowhere",
       detail: `No worker can take the route (${route.protocol}, ${route.mode}${selector}).`,
+    };
+  }
+
+  private unsure(): Refusal {
+    return {
+      refused: "unsure",
+      detail: "The least loaded workers read cannot take the route: read every candidate.",
     };
   }
 

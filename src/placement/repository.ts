@@ -3,7 +3,8 @@ import { Prepared, runCall, type Call } from "../db/prepared.js";
 import type { Row } from "../db/script.js";
 import { ELIGIBLE_STATUSES, type WorkerRow } from "../workers/model.js";
 import { FreePorts } from "./free-ports.js";
-import type { Candidate } from "./placement.js";
+import { byLoad, type Candidate, type LoadKey } from "./placement.js";
+import type { PlacementSnapshot } from "./planner.js";
 
 type Db = Knex | Knex.Transaction;
 
@@ -30,64 +31,100 @@ const PLACEMENT_COLUMNS = [
 /** A candidate worker as read for placement, with what a route's URL needs. */
 export type PlacementWorker = Pick<WorkerRow, (typeof PLACEMENT_COLUMNS)[number]> & Candidate;
 
-/** Where new routes may go: the workers `pinned` by id, and every worker in one of `statuses`. */
+/**
+ * Where new routes may go: the workers `pinned` by id, and of the eligible workers the
+ * `leastLoaded` first in the order of load (null: all of them, 0: none).
+ */
 export interface CandidateSet {
   pinned: string[];
-  statuses: string[];
+  leastLoaded: number | null;
 }
 
 /** The workers `pinned` by id, and every eligible worker when `anywhere`. */
 export const candidateSet = (pinned: string[], anywhere: boolean): CandidateSet => ({
   pinned,
-  statuses: anywhere ? [...ELIGIBLE_STATUSES] : [],
+  leastLoaded: anywhere ? null : 0,
 });
 
-/** The condition on `w` of a CandidateSet given as $1 (pinned) and $2 (statuses). */
-const CANDIDATE = "(w.id = ANY($1) OR w.status = ANY($2))";
+/** The workers `pinned` by id, and the `count` least loaded eligible workers. */
+export const leastLoadedSet = (pinned: string[], count: number): CandidateSet => ({
+  pinned,
+  leastLoaded: count,
+});
 
 /*
- * Of each candidate's free ports, the lowest $3 runs (enough for $3 routes, one port each) and
- * the runs holding a port of $4: what placement needs, read in the worker's own row in time
- * proportional to its runs, however wide its range.
+ * The literal matches the partial index workers_eligible_load_index (migration
+ * 20261207030000_eligible_load_index), so the least loaded are read in the index's order and a
+ * read of N of them stops after N entries, however large the fleet.
  */
+const ELIGIBLE = `w.status IN (${ELIGIBLE_STATUSES.map((s) => `'${s}'`).join(", ")})`;
+
+/*
+ * The pinned workers ($1), then the $2 least loaded eligible ones (all when NULL), in the order
+ * of load (see byLoad); of each, the lowest $3 runs of free ports (enough for $3 routes, one
+ * port each) and the runs holding a port of $4: what placement needs, read in the worker's own
+ * row in time proportional to its runs, however wide its range. `in_order` tells the second
+ * part's rows.
+ */
+const COLUMNS = `${PLACEMENT_COLUMNS.map((c) => `w.${c}`).join(", ")},
+      (SELECT range_agg(u.r) FROM unnest(w.free_port_ranges) WITH ORDINALITY AS u(r, i)
+        WHERE u.i <= $3 OR u.r @> ANY($4)) AS free_port_ranges`;
 const CANDIDATES = new Prepared(
   "appproxy_placement_candidates",
-  ["uuid[]", "text[]", "int", "int[]"],
-  `SELECT ${PLACEMENT_COLUMNS.map((c) => `w.${c}`).join(", ")},
-      (SELECT range_agg(u.r) FROM unnest(w.free_port_ranges) WITH ORDINALITY AS u(r, i)
-        WHERE u.i <= $3 OR u.r @> ANY($4)) AS free_port_ranges
-    FROM workers w WHERE ${CANDIDATE} ORDER BY w.name`,
+  ["uuid[]", "bigint", "int", "int[]"],
+  `SELECT ${COLUMNS}, false AS in_order FROM workers w WHERE w.id = ANY($1)
+    UNION ALL (SELECT ${COLUMNS}, true FROM workers w WHERE ${ELIGIBLE}
+      ORDER BY w.route_count, w.name COLLATE "C" LIMIT $2)`,
 );
 
 /**
  * The candidates, each with its free ports as placement needs them for `routes` routes, some of
- * which ask for the ports `ports` (see CANDIDATES); parse the rows with `placementWorkers`.
+ * which ask for the ports `ports` (see CANDIDATES); parse the rows with `candidatesRead`.
  */
 export const candidatesStatement = (set: CandidateSet, routes: number, ports: number[]): Call =>
-  CANDIDATES.with(set.pinned, set.statuses, routes, [...new Set(ports)]);
+  CANDIDATES.with(set.pinned, set.leastLoaded, routes, [...new Set(ports)]);
 
-/** The rows of candidatesStatement as placement's workers. */
-export function placementWorkers(rows: Row[]): PlacementWorker[] {
-  return rows.map((row) => {
-    const { free_port_ranges, ...worker } = row;
-    return {
-      ...(worker as unknown as Omit<PlacementWorker, "free">),
+/** The rows of candidatesStatement: placement's workers, and its horizon (see PlacementSnapshot). */
+export function candidatesRead(
+  rows: Row[],
+  set: CandidateSet,
+): { workers: PlacementWorker[]; loadHorizon: LoadKey | undefined } {
+  const byId = new Map<string, PlacementWorker>();
+  let inOrder = 0;
+  let last: PlacementWorker | undefined;
+  for (const row of rows) {
+    const { free_port_ranges, in_order, ...columns } = row;
+    const worker: PlacementWorker = {
+      ...(columns as unknown as Omit<PlacementWorker, "free">),
       free: FreePorts.parse(free_port_ranges as string | null),
     };
-  });
+    byId.set(worker.id, worker);
+    if (in_order !== true) continue;
+    inOrder += 1;
+    if (!last || byLoad(worker, last) > 0) last = worker;
+  }
+  const complete = set.leastLoaded === null || inOrder < set.leastLoaded;
+  return {
+    workers: [...byId.values()],
+    loadHorizon: complete || !last ? undefined : { route_count: last.route_count, name: last.name },
+  };
 }
 
+/*
+ * Taken on any wildcard domain of the fleet, not only the candidates' (the planner asks only of
+ * theirs): the domains are few, and each is one probe of routes_domain_subdomain_unique.
+ */
 const TAKEN_SUBDOMAINS = new Prepared(
   "appproxy_taken_subdomains",
-  ["uuid[]", "text[]", "text[]"],
+  ["text[]"],
   `SELECT r.wildcard_domain, r.subdomain FROM routes r
-    WHERE r.subdomain = ANY($3) AND r.wildcard_domain IN (
-      SELECT w.wildcard_domain FROM workers w WHERE w.wildcard_domain IS NOT NULL AND ${CANDIDATE})`,
+    WHERE r.subdomain = ANY($1) AND r.wildcard_domain IN (
+      SELECT DISTINCT w.wildcard_domain FROM workers w WHERE w.wildcard_domain IS NOT NULL)`,
 );
 
-/** Of the asked subdomains, those taken on a candidate's domain: rows (wildcard_domain, subdomain). */
-export const takenSubdomainsStatement = (set: CandidateSet, subdomains: string[]): Call =>
-  TAKEN_SUBDOMAINS.with(set.pinned, set.statuses, [...new Set(subdomains)]);
+/** Of the asked subdomains, those taken on a wildcard domain: rows (wildcard_domain, subdomain). */
+export const takenSubdomainsStatement = (subdomains: string[]): Call =>
+  TAKEN_SUBDOMAINS.with([...new Set(subdomains)]);
 
 /** The rows of takenSubdomainsStatement as "domain/subdomain" keys. */
 export const subdomainKeys = (rows: Row[]): string[] =>
@@ -100,15 +137,15 @@ export async function loadSnapshot(
   routes: number,
   ports: number[],
   subdomains: string[],
-): Promise<{ workers: PlacementWorker[]; takenSubdomains: string[] }> {
+): Promise<PlacementSnapshot<PlacementWorker>> {
   const read = await runCall<{ rows: Row[] }>(db, candidatesStatement(set, routes, ports));
   const taken =
     subdomains.length === 0
       ? []
       : subdomainKeys(
-          (await runCall<{ rows: Row[] }>(db, takenSubdomainsStatement(set, subdomains))).rows,
+          (await runCall<{ rows: Row[] }>(db, takenSubdomainsStatement(subdomains))).rows,
         );
-  return { workers: placementWorkers(read.rows), takenSubdomains: taken };
+  return { ...candidatesRead(read.rows, set), takenSubdomains: taken };
 }
 
 /**

@@ -8,12 +8,14 @@ import {
 } from "../errors.js";
 import { isRefusal, Planner, type Refusal } from "../placement/planner.js";
 import {
-  candidateSet,
+  candidatesRead,
   candidatesStatement,
-  placementWorkers,
+  candidateSet,
+  leastLoadedSet,
   subdomainKeys,
   takenSubdomainsStatement,
   WorkerTally,
+  type CandidateSet,
   type PlacementWorker,
 } from "../placement/repository.js";
 import type { Statement } from "../db/prepared.js";
@@ -65,6 +67,7 @@ function refusalError(refusal: Refusal, index: number, batch: boolean): AppError
     case "subdomain_taken":
       return conflict(refusal.detail, errors);
     case "full":
+    case "unsure": // never left over: CreateRun reads every candidate then
       return unavailable(refusal.detail);
     case "nowhere":
       return unavailable(
@@ -97,9 +100,21 @@ type Planned =
 /** Which of CreateRun's read statements ran, by their place in the script. */
 interface CreateReads {
   existing?: number;
+  /** The newest read of candidates, and the set it read. */
   candidates?: number;
+  candidateSet: CandidateSet;
   takenSubdomains?: number;
 }
+
+/**
+ * How many of the least loaded eligible workers a run reads for `routes` routes placed
+ * anywhere: room for some to be unable to take them. Should none of those read be the one
+ * (see PlacementSnapshot.loadHorizon), the run reads every candidate and places again.
+ */
+const leastLoadedToRead = (routes: number): number => (routes === 0 ? 0 : 2 * routes + 16);
+
+/** Thrown by a placement that the least loaded workers read cannot decide. */
+class SnapshotTooSmall extends Error {}
 
 /**
  * The creates of one run, placed in memory: retries recognised by id and body, every new route
@@ -124,7 +139,7 @@ class CreatePlan {
       }),
     );
     const planner = new Planner({
-      workers: placementWorkers(read(reads.candidates)),
+      ...candidatesRead(read(reads.candidates), reads.candidateSet),
       takenSubdomains: subdomainKeys(read(reads.takenSubdomains)),
       askedPorts,
     });
@@ -169,6 +184,7 @@ class CreatePlan {
         }
       }
       const booking = this.planner.place(input);
+      if (isRefusal(booking) && booking.refused === "unsure") throw new SnapshotTooSmall();
       if (isRefusal(booking)) throw refusalError(booking, index, batch);
       const placement = { index, input, id: input.id ?? randomUUID(), hash, ...booking };
       placements.push(placement);
@@ -238,48 +254,75 @@ function routeRow(ctx: PlanContext, p: Placement, version: number): RouteRow {
 }
 
 /**
- * The create requests of one group: existing routes, candidates (with their free ports as
- * placement needs them) and taken subdomains read with the lock; placement, ports and versions
+ * The create requests of one group: existing routes, candidates (the pinned workers and the
+ * least loaded eligible ones, with their free ports as placement needs them; every eligible
+ * worker in a second read when those cannot decide) and taken subdomains read with the lock;
+ * placement, ports and versions
  * decided in memory; then the routes inserted and their workers' counts and ports written, one
  * statement each. Each request succeeds or fails on its own (a batch all or nothing) and each
  * successful one takes its own version.
  */
 class CreateRun implements ScriptedRun<CreateOutcome> {
-  private readonly where: CreateReads = {};
+  private readonly where: CreateReads = { candidateSet: candidateSet([], false) };
+  private readonly inputs: RouteInput[];
+  private placedFrom: Row[][] | undefined;
+  private plannedHere: CreatePlan | undefined;
   private planned: Planned[] = [];
   private rows: RouteRow[] = [];
   private readonly tally = new WorkerTally();
 
-  constructor(private readonly requests: HashedRequest[]) {}
+  constructor(private readonly requests: HashedRequest[]) {
+    this.inputs = requests.flatMap((r) => r.inputs);
+  }
+
+  private get askedPorts(): number[] {
+    return this.inputs.flatMap((i) => (i.port !== undefined ? [i.port] : []));
+  }
 
   reads(): Statement[] {
-    const inputs = this.requests.flatMap((r) => r.inputs);
+    const { inputs } = this;
     const statements: Statement[] = [];
-    const add = (key: keyof CreateReads, statement: Statement) => {
-      this.where[key] = statements.push(statement) - 1;
-    };
     const ids = inputs.flatMap((i) => (i.id ? [i.id] : []));
-    if (ids.length > 0) add("existing", routesByIdsStatement(ids));
+    if (ids.length > 0) this.where.existing = statements.push(routesByIdsStatement(ids)) - 1;
     const pinned = [...new Set(inputs.flatMap((i) => (i.worker_id ? [i.worker_id] : [])))];
-    const candidates = candidateSet(
-      pinned,
-      inputs.some((i) => !i.worker_id),
-    );
-    const ports = inputs.flatMap((i) => (i.port !== undefined ? [i.port] : []));
-    add("candidates", candidatesStatement(candidates, inputs.length, ports));
+    const anywhere = inputs.filter((i) => !i.worker_id).length;
+    this.where.candidateSet = leastLoadedSet(pinned, leastLoadedToRead(anywhere));
+    this.where.candidates = statements.push(this.candidatesStatement()) - 1;
     const subdomains = inputs.flatMap((i) => (i.subdomain ? [i.subdomain] : []));
     if (subdomains.length > 0) {
-      add("takenSubdomains", takenSubdomainsStatement(candidates, subdomains));
+      this.where.takenSubdomains = statements.push(takenSubdomainsStatement(subdomains)) - 1;
     }
     return statements;
   }
 
+  private candidatesStatement(): Statement {
+    return candidatesStatement(this.where.candidateSet, this.inputs.length, this.askedPorts);
+  }
+
+  /**
+   * Places every request on the least loaded workers read; should a placement need a worker
+   * left out, reads every candidate (once) to place them all again.
+   */
+  more(rows: Row[][]): Statement[] {
+    this.place(rows);
+    const unsure = this.planned.some((r) => !r.ok && r.error instanceof SnapshotTooSmall);
+    if (!unsure || this.where.candidateSet.leastLoaded === null) return [];
+    this.where.candidateSet = candidateSet(this.where.candidateSet.pinned, true);
+    this.where.candidates = rows.length;
+    return [this.candidatesStatement()];
+  }
+
+  private place(rows: Row[][]): CreatePlan {
+    if (this.placedFrom !== rows || !this.plannedHere) {
+      this.plannedHere = CreatePlan.fromRows(this.where, rows, this.askedPorts);
+      this.planned = this.requests.map((request) => this.plannedHere!.place(request));
+      this.placedFrom = rows;
+    }
+    return this.plannedHere;
+  }
+
   plan(rows: Row[][], ctx: PlanContext): void {
-    const asked = this.requests.flatMap((r) =>
-      r.inputs.flatMap((i) => (i.port !== undefined ? [i.port] : [])),
-    );
-    const plan = CreatePlan.fromRows(this.where, rows, asked);
-    this.planned = this.requests.map((request) => plan.place(request));
+    const plan = this.place(rows);
     const views = new Map<string, RouteView>();
     this.rows = plan.numberVersions(ctx, this.planned).map(({ p, result }) => {
       const row = routeRow(ctx, p, result.version!);

@@ -47,12 +47,19 @@ export type RunResult<T> = { ok: true; value: T; version?: number } | { ok: fals
 
 /**
  * The changes of one kind that arrived together, run as one pass in two round trips: the
- * statements of `reads` go out with the lock, `plan` decides every change in memory (versions,
- * placement, ports), and `writes` go out with the log and the commit. Statements are SQL text,
- * or prepared statements with their values (see db/prepared.ts).
+ * statements of `reads` go out with the lock (and those of `more`, if any, after them), `plan`
+ * decides every change in memory (versions, placement, ports), and `writes` go out with the log
+ * and the commit. Statements are SQL text, or prepared statements with their values (see
+ * db/prepared.ts).
  */
 export interface ScriptedRun<T> {
   reads(): Statement[];
+  /**
+   * Statements to read next, once the rows of `reads` (and of earlier answers of `more`) are in,
+   * sent in a round trip of their own; none when the run has what it needs. Optional: a run
+   * whose first reads always suffice has none. `plan` is then given every row, in order.
+   */
+  more?(rows: Row[][]): Statement[];
   plan(rows: Row[][], ctx: PlanContext): void;
   writes(): Statement[];
   results(): Array<RunResult<T>>;

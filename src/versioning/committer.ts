@@ -212,7 +212,13 @@ export class Committer {
       },
     };
     const readsOf = slicer(readRows, reads);
-    for (const { run } of runs) run.plan(readsOf(), ctx);
+    for (const { run } of runs) {
+      let rows = readsOf();
+      for (let more = run.more?.(rows) ?? []; more.length > 0; more = run.more!(rows)) {
+        rows = [...rows, ...(await session.run(more))];
+      }
+      run.plan(rows, ctx);
+    }
     const writes = runs.flatMap(({ run }) => run.writes());
     for (const { items, run } of runs) {
       run.results().forEach((result, i) => {

@@ -4,7 +4,11 @@ import type { RouteRow } from "../../src/routes/model.js";
 import { Prepared, type Call } from "../../src/db/prepared.js";
 import { ScriptSession } from "../../src/db/script.js";
 import { routesByIdsStatement, updateRoutesStatement } from "../../src/routes/repository.js";
-import { WorkerTally } from "../../src/placement/repository.js";
+import {
+  candidatesStatement,
+  leastLoadedSet,
+  WorkerTally,
+} from "../../src/placement/repository.js";
 import { startHarness } from "../support/harness.js";
 import { portWorker, registerWorker, routeBody, type RouteAnswer } from "../support/factories.js";
 
@@ -102,6 +106,29 @@ describe("statements of the write path, with their values and prepared", () => {
     for (const plan of await plansOf(tally.statement())) {
       expect(plan).toMatch(/Index Scan using workers_pkey/);
       expect(plan).not.toMatch(/Seq Scan on workers/);
+    }
+  });
+});
+
+describe("placement's read of candidates", () => {
+  beforeAll(async () => {
+    // Thousands of eligible workers too, of all loads.
+    await h.database.knex.raw(
+      `INSERT INTO workers
+      SELECT (jsonb_populate_record(NULL::workers, to_jsonb(w) || jsonb_build_object(
+        'id', gen_random_uuid(), 'name', w.name || '-alive-' || i, 'status', 'alive',
+        'route_count', i % 97))).*
+      FROM workers w, generate_series(1, 3000) i WHERE w.id = ?`,
+      [wideWorker],
+    );
+    await h.database.knex.raw("ANALYZE workers");
+  });
+
+  it("reads the least loaded eligible workers in index order, among thousands", async () => {
+    for (const plan of await plansOf(candidatesStatement(leastLoadedSet([], 18), 1, []))) {
+      expect(plan).toMatch(/Index Scan using workers_eligible_load_index/);
+      expect(plan).not.toMatch(/Seq Scan on workers/);
+      expect(plan).not.toMatch(/Sort/);
     }
   });
 });

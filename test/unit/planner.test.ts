@@ -353,3 +353,55 @@ describe("ports asked in the same plan", () => {
     expect(booked(p.place(route())).port).toBe(10200);
   });
 });
+
+describe("a snapshot of the least loaded workers only (loadHorizon)", () => {
+  /** The snapshot of a read that stopped after `read`: every worker left out comes after them. */
+  const partial = (read: Candidate[], pinned: Candidate[] = []) => {
+    const last = read[read.length - 1]!;
+    let n = 0;
+    return new Planner(
+      {
+        workers: [...pinned, ...read],
+        takenSubdomains: [],
+        loadHorizon: { route_count: last.route_count, name: last.name },
+      },
+      () => `s${++n}`,
+    );
+  };
+  const unsure = (r: Booking<Candidate> | Refusal) => isRefusal(r) && r.refused === "unsure";
+
+  it("places on a worker read while it is not past the last one read", () => {
+    const p = partial([portWorker("a", { route_count: 1 }), portWorker("b", { route_count: 2 })]);
+    expect(booked(p.place(route())).worker).toBe("a");
+    // a now holds 2 routes, as b: its name still puts it first.
+    expect(booked(p.place(route())).worker).toBe("a");
+    // a (3) and b (3) are both past b as read (2): a worker left out may hold 2.
+    expect(booked(p.place(route())).worker).toBe("b");
+    expect(unsure(p.place(route()))).toBe(true);
+  });
+
+  it("is unsure, not refusing, where the workers read cannot take the route", () => {
+    const p = partial([
+      portWorker("a", { labels: { gpu: "no" }, free: [[10201, 10209]] }),
+      portWorker("b", { free: [[10205, 10205]] }),
+    ]);
+    expect(unsure(p.place(route({ worker_selector: { gpu: "yes" } })))).toBe(true);
+    expect(unsure(p.place(route({ port: 10200 })))).toBe(true);
+    const wildcard = partial([wildcardWorker("c", "apps.test")]);
+    wildcard.place(route({ subdomain: "taken" }));
+    expect(unsure(wildcard.place(route({ subdomain: "taken" })))).toBe(true);
+  });
+
+  it("books a pinned worker past the horizon, and is unsure of it for a route placed anywhere", () => {
+    const p = partial([portWorker("a", { route_count: 1 })], [portWorker("z", { route_count: 5 })]);
+    expect(booked(p.place(route())).worker).toBe("a");
+    expect(booked(p.place(route({ worker_id: "z" }))).worker).toBe("z");
+    // a (2) and z (6) are both past a as read (1).
+    expect(unsure(p.place(route()))).toBe(true);
+  });
+
+  it("refuses to plan moves: they need every candidate", () => {
+    const p = partial([portWorker("a")]);
+    expect(() => p.moveAll([placed({ port: 10200 })], "x")).toThrow(/every candidate/);
+  });
+});
