@@ -102,6 +102,8 @@ export interface SnapshotHold {
   snapshots: number;
   servedAfterMs: number;
   loopMaxMs: number;
+  /** The longest hold while the worker started (not part of the target). */
+  startupLoopMaxMs: number;
   longestTimerGapMs: number;
   applySecondsSum: number;
   applyCount: number;

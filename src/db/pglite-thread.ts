@@ -1,7 +1,5 @@
-import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { pathToFileURL } from "node:url";
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
+import { siblingModule, startThread } from "../shared/thread-entry.js";
 import {
   restoredError,
   type HostMessage,
@@ -16,38 +14,7 @@ type Request = HostRequest extends infer R
     : never
   : never;
 
-/** The host's source sits beside this file, as .ts under tsx and vitest, as .js once compiled. */
-const HOST = new URL(
-  import.meta.url.endsWith(".ts") ? "./pglite-host.ts" : "./pglite-host.js",
-  import.meta.url,
-);
-
-/**
- * Where tsx's ESM API is, read from its package's exports: neither `import.meta.resolve` (absent
- * under vitest) nor `require.resolve` (which finds the CommonJS build, whose register() breaks)
- * gives the ESM file.
- */
-function tsxEsmApi(): URL {
-  const manifest = createRequire(import.meta.url).resolve("tsx/package.json");
-  const { exports } = JSON.parse(readFileSync(manifest, "utf8")) as {
-    exports: Record<string, { import: { default: string } }>;
-  };
-  return new URL(exports["./esm/api"]!.import.default, pathToFileURL(manifest));
-}
-
-/**
- * What the thread runs. A thread starts as plain Node, which cannot load TypeScript: under tsx
- * (npm start) and vitest alike the host is a .ts file, so the thread registers tsx's hooks before
- * it loads the host (`--import` in a thread's execArgv is not applied on Node 20).
- */
-function threadEntry(): { code: string | URL; eval: boolean } {
-  if (!HOST.pathname.endsWith(".ts")) return { code: HOST, eval: false };
-  const code =
-    `import(${JSON.stringify(tsxEsmApi().href)})` +
-    `.then((tsx) => tsx.register())` +
-    `.then(() => import(${JSON.stringify(HOST.href)}))`;
-  return { code, eval: true };
-}
+const HOST = siblingModule(import.meta, "pglite-host");
 
 /**
  * The embedded database, run on a thread of its own (pglite-host.ts) so that its queries never
@@ -96,8 +63,7 @@ export class PGliteThread {
 
   /** Opens (or creates) the database in `dataDir` on a new thread; resolves once it answers. */
   static async open(dataDir: string): Promise<PGliteThread> {
-    const entry = threadEntry();
-    const worker = new Worker(entry.code, { eval: entry.eval, workerData: { dataDir } });
+    const worker = startThread(HOST, { workerData: { dataDir } });
     const thread = new PGliteThread(worker);
     try {
       await thread.waitReady;

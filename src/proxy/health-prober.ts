@@ -1,6 +1,6 @@
 import http from "node:http";
 import type { HealthCheck, Upstream } from "../client/route.js";
-import type { RouteIndex } from "./route-index.js";
+import type { IndexUpdate } from "./route-index.js";
 import type { UpstreamBalancer } from "./upstream-balancer.js";
 
 /** One GET of the health check's path: healthy on 2xx or 3xx within `max_wait_s`. */
@@ -36,18 +36,18 @@ export class HealthProber {
     private readonly onChange: (upstream: Upstream, healthy: boolean) => void = () => {},
   ) {}
 
-  /** Starts probes for balancers of the index that need one, stops those no longer served. */
-  reconcile(index: RouteIndex): void {
-    const wanted = new Map<UpstreamBalancer, HealthCheck>();
-    for (const served of index.byId.values()) {
+  /**
+   * Follows a change of the index: probes stop for balancers no route uses any more and start for
+   * new balancers of routes with a health check. Work in proportion to the change.
+   */
+  follow(update: Pick<IndexUpdate, "started" | "retired">): void {
+    for (const balancer of update.retired) {
+      const timer = this.#probes.get(balancer);
+      if (timer !== undefined) this.#stop(balancer, timer);
+    }
+    for (const served of update.started) {
       const check = served.route.health_check;
-      if (check != null) wanted.set(served.balancer, check);
-    }
-    for (const [balancer, timer] of this.#probes) {
-      if (!wanted.has(balancer)) this.#stop(balancer, timer);
-    }
-    for (const [balancer, check] of wanted) {
-      if (!this.#probes.has(balancer)) this.#start(balancer, check);
+      if (check != null && !this.#probes.has(served.balancer)) this.#start(served.balancer, check);
     }
   }
 

@@ -19,7 +19,7 @@ export interface ServedRoute {
   readonly permitCookie: string;
 }
 
-/** One immutable lookup index per applied table version; a new one replaces it whole. */
+/** The routes in force, by how requests find them. Read it within one turn of the event loop. */
 export interface RouteIndex {
   readonly version: number;
   readonly byId: ReadonlyMap<string, ServedRoute>;
@@ -28,8 +28,12 @@ export interface RouteIndex {
   readonly bySubdomain: ReadonlyMap<string, ServedRoute>;
 }
 
+/** A route of a change made ready to serve (or found unservable) before the change is put in force. */
+export type PreparedRoute =
+  | { readonly served: ServedRoute; readonly refusal?: undefined }
+  | { readonly route: Readonly<Route>; readonly refusal: string };
+
 export interface IndexUpdate {
-  index: RouteIndex;
   /** Routes of the change the worker will not serve, with why. */
   refused: { id: string; reason: string }[];
   /**
@@ -37,14 +41,11 @@ export interface IndexUpdate {
    * to another port or subdomain, or refused now): their open connections are to be drained.
    */
   departed: string[];
+  /** Routes served with a balancer they did not have before (new, or new upstreams). */
+  started: ServedRoute[];
+  /** Balancers no route uses any more. */
+  retired: UpstreamBalancer[];
 }
-
-export const EMPTY_INDEX: RouteIndex = {
-  version: 0,
-  byId: new Map(),
-  byPort: new Map(),
-  bySubdomain: new Map(),
-};
 
 /** `appproxy_permit_` and 16 hex characters of the id's SHA-256: a valid cookie name for any id. */
 export function permitCookieName(routeId: string): string {
@@ -52,44 +53,122 @@ export function permitCookieName(routeId: string): string {
 }
 
 /**
- * The index after `change`: untouched routes keep their ServedRoute (and so their balancer's
- * state); a changed route keeps its balancer while its upstreams and health check are the same.
- * The previous index is not modified: readers holding it finish with a consistent view.
+ * The worker's lookup index. A change is taken in two steps so that a large one never holds the
+ * event loop: `prepare` builds what serving each upserted route needs (in as many slices as the
+ * caller likes, reading but not touching the index), then `commit` puts the whole change in force
+ * in one call — within one turn of the event loop no request sees half a change. Both cost work
+ * in proportion to the change, not to the table: untouched routes keep their ServedRoute (and so
+ * their balancer's state); a changed route keeps its balancer while its upstreams and health check
+ * are the same.
  */
-export function applyChangeToIndex(
-  previous: RouteIndex,
-  change: TableChange,
-  scope: ServingScope,
-): IndexUpdate {
-  const byId = new Map(previous.byId);
-  const departed: string[] = [];
-  const refused: { id: string; reason: string }[] = [];
-  for (const id of change.deletes) {
-    if (byId.delete(id)) departed.push(id);
-  }
-  for (const route of change.upserts) {
-    const before = byId.get(route.id);
-    const reason = refusalOf(route, scope);
-    if (reason !== undefined) {
-      refused.push({ id: route.id, reason });
-      if (byId.delete(route.id)) departed.push(route.id);
-      continue;
-    }
-    if (before !== undefined && !sameAddress(before.route, route)) departed.push(route.id);
-    byId.set(route.id, serve(route, before));
+export class ServingIndex implements RouteIndex {
+  readonly #byId = new Map<string, ServedRoute>();
+  readonly #byPort = new Map<number, ServedRoute>();
+  readonly #bySubdomain = new Map<string, ServedRoute>();
+  #version = 0;
+
+  constructor(private readonly scope: ServingScope) {}
+
+  get version(): number {
+    return this.#version;
   }
 
-  // Rebuilt from byId rather than patched: a port or subdomain can change hands within a change.
-  const byPort = new Map<number, ServedRoute>();
-  const bySubdomain = new Map<string, ServedRoute>();
-  for (const served of byId.values()) {
+  get byId(): ReadonlyMap<string, ServedRoute> {
+    return this.#byId;
+  }
+
+  get byPort(): ReadonlyMap<number, ServedRoute> {
+    return this.#byPort;
+  }
+
+  get bySubdomain(): ReadonlyMap<string, ServedRoute> {
+    return this.#bySubdomain;
+  }
+
+  /** What serving `routes` would take, against the routes in force now. Changes nothing. */
+  prepare(routes: readonly Readonly<Route>[]): PreparedRoute[] {
+    return routes.map((route) => {
+      const refusal = refusalOf(route, this.scope);
+      if (refusal !== undefined) return { route, refusal };
+      return { served: serve(route, this.#byId.get(route.id)) };
+    });
+  }
+
+  /**
+   * Puts a change in force: `deletes` first, then the prepared upserts. Prepared routes must come
+   * from `prepare` on this index with no commit in between.
+   */
+  commit(
+    version: number,
+    prepared: readonly PreparedRoute[],
+    deletes: readonly string[],
+  ): IndexUpdate {
+    const update: IndexUpdate = { refused: [], departed: [], started: [], retired: [] };
+    for (const id of deletes) {
+      const before = this.#byId.get(id);
+      if (before === undefined) continue;
+      this.#remove(before);
+      update.departed.push(id);
+      update.retired.push(before.balancer);
+    }
+    // Addresses are taken after every old one is given up: a port or subdomain can change hands
+    // within a change.
+    const placed: ServedRoute[] = [];
+    for (const entry of prepared) {
+      const id = entry.refusal === undefined ? entry.served.route.id : entry.route.id;
+      const before = this.#byId.get(id);
+      if (before !== undefined) this.#unaddress(before);
+      if (entry.refusal !== undefined) {
+        update.refused.push({ id, reason: entry.refusal });
+        if (before !== undefined) {
+          this.#byId.delete(id);
+          update.departed.push(id);
+          update.retired.push(before.balancer);
+        }
+        continue;
+      }
+      const { served } = entry;
+      if (before !== undefined && !sameAddress(before.route, served.route))
+        update.departed.push(id);
+      if (before?.balancer !== served.balancer) {
+        if (before !== undefined) update.retired.push(before.balancer);
+        update.started.push(served);
+      }
+      this.#byId.set(id, served);
+      placed.push(served);
+    }
+    for (const served of placed) this.#address(served);
+    this.#version = version;
+    return update;
+  }
+
+  /** `prepare` and `commit` at once: for changes small enough to take in one turn. */
+  apply(change: TableChange): IndexUpdate {
+    return this.commit(change.to, this.prepare(change.upserts), change.deletes);
+  }
+
+  #remove(served: ServedRoute): void {
+    this.#byId.delete(served.route.id);
+    this.#unaddress(served);
+  }
+
+  #address(served: ServedRoute): void {
     const { port, subdomain } = served.route;
-    if (scope.frontendMode === "port" && port !== null) byPort.set(port, served);
-    if (scope.frontendMode === "wildcard" && subdomain !== null) {
-      bySubdomain.set(subdomain.toLowerCase(), served);
+    if (this.scope.frontendMode === "port" && port !== null) this.#byPort.set(port, served);
+    if (this.scope.frontendMode === "wildcard" && subdomain !== null) {
+      this.#bySubdomain.set(subdomain.toLowerCase(), served);
     }
   }
-  return { index: { version: change.to, byId, byPort, bySubdomain }, refused, departed };
+
+  /** Gives up the address `served` holds, unless another route holds it by now. */
+  #unaddress(served: ServedRoute): void {
+    const { port, subdomain } = served.route;
+    if (port !== null && this.#byPort.get(port) === served) this.#byPort.delete(port);
+    if (subdomain !== null) {
+      const key = subdomain.toLowerCase();
+      if (this.#bySubdomain.get(key) === served) this.#bySubdomain.delete(key);
+    }
+  }
 }
 
 function serve(route: Readonly<Route>, before: ServedRoute | undefined): ServedRoute {

@@ -1,21 +1,19 @@
 import http from "node:http";
 import type net from "node:net";
 import proxyaddr from "proxy-addr";
-import type { TableChange } from "../client/routing-table.js";
-import { WorkerClient } from "../client/worker-client.js";
 import { createLogger, type Logger } from "../logger.js";
 import { AccessTokenVerifier } from "../client/access-token.js";
 import { routeTokenVerifier, type RouteTokenVerifier } from "./access.js";
 import { ActivityMeter } from "./activity-meter.js";
 import { CachedTokenVerifier } from "./cached-verifier.js";
+import { ControlLink } from "./control-link.js";
 import type { DataPlane } from "./data-plane.js";
 import { openFrontends } from "./frontends.js";
 import { HealthProber } from "./health-prober.js";
 import { WorkerMetrics } from "./metrics.js";
 import { startOpsServer, type Readiness } from "./ops-server.js";
 import {
-  EMPTY_INDEX,
-  applyChangeToIndex,
+  ServingIndex,
   subdomainOfHost,
   type IndexUpdate,
   type RouteIndex,
@@ -23,7 +21,6 @@ import {
 } from "./route-index.js";
 import type { ServingScope } from "./route-validation.js";
 import { registrationOf, type ProxySettings } from "./settings.js";
-import { WorkerStateStore } from "./state-store.js";
 import { TunnelRegistry } from "./tunnel-registry.js";
 
 export interface ProxyWorkerOptions {
@@ -55,11 +52,6 @@ export interface ProxyWorker {
   stop(): Promise<void>;
 }
 
-/** How long table changes are gathered before the worker's state is written to DATA_DIR. */
-const SAVE_DELAY_MS = 200;
-/** At most this many refused routes are named in one nack. */
-const NACK_ROUTES_NAMED = 5;
-
 /**
  * Starts a proxy worker: binds its listeners, serves the table kept in DATA_DIR at once if there
  * is one, registers (or resumes its stream) and from then on serves each table version before
@@ -84,54 +76,86 @@ export async function startProxyWorker(
     protocols: settings.protocols,
     modes: settings.modes,
   };
-  const store = new WorkerStateStore(
-    settings.dataDir,
-    { name: settings.name, coordinatorUrl: settings.coordinatorUrl },
-    (error) => logger.warn("worker state not kept", { error: error.message }),
-  );
-  const resume = await store.load();
-
-  let index: RouteIndex = EMPTY_INDEX;
+  const index = new ServingIndex(scope);
   let tableApplied = false;
   let coordinatorConnected = false;
   let stopping = false;
-  // Traffic flows before the client exists (a kept table is served at once): reports wait for it.
-  const link: { client?: WorkerClient } = {};
-  const activity = new ActivityMeter((routeId, at) => link.client?.reportActivity(routeId, at));
+  let workerId: string | undefined;
+
+  // The coordinator's stream, its frames and DATA_DIR are the control thread's: this thread only
+  // serves, and takes each table change in as slices between requests.
+  const link = new ControlLink(index, {
+    coordinatorUrl: settings.coordinatorUrl,
+    registrationToken: settings.registrationToken,
+    registration: registrationOf(settings),
+    client: options.client ?? {},
+    dataDir: settings.dataDir,
+    owner: { name: settings.name, coordinatorUrl: settings.coordinatorUrl },
+  });
+  const activity = new ActivityMeter((routeId, at) => link.reportActivity(routeId, at.getTime()));
+  // Keys kept in DATA_DIR check tokens until a coordinator sends newer ones (or forever, cut off).
+  const tokenVerifier = new AccessTokenVerifier();
+  const verifier = new CachedTokenVerifier(options.verifier ?? routeTokenVerifier(tokenVerifier));
 
   const install = (update: IndexUpdate, seconds: number): void => {
-    index = update.index;
     tableApplied = true;
     for (const id of update.departed) {
       tunnels.drainRoute(id, settings.drainS * 1000);
       activity.forget(id);
     }
-    prober.reconcile(index);
+    prober.follow(update);
     metrics.applySeconds.observe(seconds);
     metrics.tableVersion.set(index.version);
     metrics.routesServed.set(index.byId.size);
     for (const { id, reason } of update.refused)
       logger.warn("route not served", { route: id, reason });
   };
+  link.on("change", install);
+  link.on("registered", (event) => {
+    // An empty table at version 0 is no change, so nothing was applied: it is served all the same.
+    tableApplied = true;
+    workerId = event.workerId;
+    logger.info("registered", event);
+  });
+  link.on("connected", (event) => {
+    coordinatorConnected = true;
+    workerId = event.workerId;
+    metrics.coordinatorConnected.set(1);
+    logger.info("stream connected", { instance: event.instanceId });
+  });
+  link.on("disconnected", (event) => {
+    coordinatorConnected = false;
+    metrics.coordinatorConnected.set(0);
+    logger.warn("stream lost; serving the last table", {
+      code: event.code,
+      version: index.version,
+    });
+  });
+  link.on("accessKeys", (keys) => {
+    tokenVerifier.setKeys(keys);
+    // A key taken out of the set must stop admitting the tokens it signed.
+    verifier.clear();
+  });
+  link.on("warning", (message) => logger.warn("coordinator link", { error: message }));
+  link.on("stopped", (event) => {
+    coordinatorConnected = false;
+    metrics.coordinatorConnected.set(0);
+    if (event.cause !== "stopped") {
+      logger.error("worker client stopped", { cause: event.cause, error: event.error });
+      options.onFatal?.(new Error(event.error ?? `worker client stopped: ${event.cause}`));
+    }
+  });
 
-  if (resume !== undefined) {
-    const started = performance.now();
-    const change: TableChange = {
-      from: 0,
-      to: resume.version,
-      upserts: [...resume.routes],
-      deletes: [],
-    };
-    install(applyChangeToIndex(index, change, scope), (performance.now() - started) / 1000);
+  const kept = await link.kept;
+  if (kept !== null) {
+    workerId = kept.workerId;
+    if (kept.accessKeys !== undefined) tokenVerifier.setKeys(kept.accessKeys);
     logger.info("serving the table kept in DATA_DIR", {
-      version: resume.version,
-      routes: resume.routes.length,
+      version: kept.version,
+      routes: index.byId.size,
     });
   }
 
-  // Keys kept in DATA_DIR check tokens until a coordinator sends newer ones (or forever, cut off).
-  const tokenVerifier = new AccessTokenVerifier(resume?.accessKeys);
-  const verifier = new CachedTokenVerifier(options.verifier ?? routeTokenVerifier(tokenVerifier));
   const wildcardDomain = settings.wildcardDomain ?? "";
   const plane: DataPlane = {
     index: () => index,
@@ -163,81 +187,9 @@ export async function startProxyWorker(
     ops = await startOpsServer(settings.bindHost, settings.opsPort, metrics, readiness);
   } catch (error) {
     frontends.stopAccepting();
+    await link.stop();
     throw error;
   }
-
-  let saveTimer: NodeJS.Timeout | undefined;
-  const scheduleSave = (): void => {
-    if (saveTimer !== undefined) return;
-    saveTimer = setTimeout(() => {
-      saveTimer = undefined;
-      const state = link.client?.resumeState;
-      if (state !== undefined) void store.save(state);
-    }, SAVE_DELAY_MS);
-  };
-
-  const worker = new WorkerClient({
-    coordinatorUrl: settings.coordinatorUrl,
-    registrationToken: settings.registrationToken,
-    registration: registrationOf(settings),
-    ...options.client,
-    ...(resume === undefined ? {} : { resume }),
-    apply: (change) => {
-      const started = performance.now();
-      const update = applyChangeToIndex(index, change, scope);
-      install(update, (performance.now() - started) / 1000);
-      scheduleSave();
-      if (update.refused.length === 0) return undefined;
-      const named = update.refused
-        .slice(0, NACK_ROUTES_NAMED)
-        .map(({ id, reason }) => `${id}: ${reason}`)
-        .join("; ");
-      const more = update.refused.length - NACK_ROUTES_NAMED;
-      return `routes not served: ${named}${more > 0 ? `; and ${more} more` : ""}`;
-    },
-  });
-  link.client = worker;
-  worker.on("registered", (event) => {
-    // An empty table at version 0 is no change, so `apply` did not run: it is applied all the same.
-    tableApplied = true;
-    logger.info("registered", {
-      workerId: event.workerId,
-      version: event.version,
-      routes: event.routes,
-    });
-  });
-  worker.on("connected", (event) => {
-    coordinatorConnected = true;
-    metrics.coordinatorConnected.set(1);
-    logger.info("stream connected", { instance: event.instanceId });
-  });
-  worker.on("disconnected", (event) => {
-    coordinatorConnected = false;
-    metrics.coordinatorConnected.set(0);
-    logger.warn("stream lost; serving the last table", {
-      code: event.code,
-      version: index.version,
-    });
-  });
-  worker.on("accessKeys", (keys) => {
-    tokenVerifier.setKeys(keys);
-    // A key taken out of the set must stop admitting the tokens it signed.
-    verifier.clear();
-    scheduleSave();
-  });
-  worker.on("error", (error) => logger.warn("coordinator link", { error: error.message }));
-  worker.on("stopped", (event) => {
-    coordinatorConnected = false;
-    metrics.coordinatorConnected.set(0);
-    if (event.cause !== "stopped") {
-      logger.error("worker client stopped", { cause: event.cause, error: event.error?.message });
-      options.onFatal?.(event.error ?? new Error(`worker client stopped: ${event.cause}`));
-    }
-  });
-  worker.start().catch((error: unknown) => {
-    // `stopped` has told onFatal already; the rejection only repeats it.
-    logger.debug("start rejected", { error: String(error) });
-  });
 
   let stopPromise: Promise<void> | undefined;
   const shutdown = async (): Promise<void> => {
@@ -246,17 +198,14 @@ export async function startProxyWorker(
     frontends.stopAccepting();
     await Promise.all([frontends.drainHttp(drainMs), tunnels.drainAll(drainMs)]);
     prober.stopAll();
-    clearTimeout(saveTimer);
-    const state = worker.resumeState;
-    await worker.stop();
-    if (state !== undefined) await store.save(worker.resumeState ?? state);
+    await link.stop();
     plane.agent.destroy();
     await ops.close();
   };
 
   return {
     addresses: { traffic: frontends.addresses, ops: ops.address },
-    status: () => ({ ...readiness(), workerId: worker.workerId, routes: index.byId.size }),
+    status: () => ({ ...readiness(), workerId, routes: index.byId.size }),
     index: () => index,
     reloadTls: () => {
       try {

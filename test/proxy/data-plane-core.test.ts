@@ -3,12 +3,7 @@ import type { Upstream } from "../../src/client/index.js";
 import type { AccessPermit } from "../../src/client/index.js";
 import { credentialsOf, decideAccess, type RouteTokenVerifier } from "../../src/proxy/access.js";
 import { upstreamRequestHeaders, withoutCookie } from "../../src/proxy/forwarding.js";
-import {
-  EMPTY_INDEX,
-  applyChangeToIndex,
-  subdomainOfHost,
-  type ServedRoute,
-} from "../../src/proxy/route-index.js";
+import { ServingIndex, subdomainOfHost, type ServedRoute } from "../../src/proxy/route-index.js";
 import type { ServingScope } from "../../src/proxy/route-validation.js";
 import { sameRouteRedirect } from "../../src/proxy/setup-path.js";
 import { UpstreamBalancer } from "../../src/proxy/upstream-balancer.js";
@@ -68,49 +63,81 @@ describe("the lookup index", () => {
     const kept = makeRoute({ port: 10201 });
     const moving = makeRoute({ port: 10202 });
     const deleted = makeRoute({ port: 10203 });
-    const first = applyChangeToIndex(
-      EMPTY_INDEX,
-      { from: 0, to: 1, upserts: [kept, moving, deleted], deletes: [] },
-      portScope,
-    ).index;
-    const second = applyChangeToIndex(
-      first,
-      { from: 1, to: 2, upserts: [{ ...moving, port: 10204 }], deletes: [deleted.id] },
-      portScope,
-    );
-    expect(second.index.version).toBe(2);
-    expect(second.index.byPort.get(10201)).toBe(first.byPort.get(10201));
-    expect(second.index.byPort.get(10202)).toBeUndefined();
-    expect(second.index.byPort.get(10204)?.route.id).toBe(moving.id);
-    expect(second.index.byPort.get(10203)).toBeUndefined();
-    expect(second.departed.sort()).toEqual([moving.id, deleted.id].sort());
-    expect(first.byPort.get(10203)?.route.id).toBe(deleted.id);
+    const index = new ServingIndex(portScope);
+    index.apply({ from: 0, to: 1, upserts: [kept, moving, deleted], deletes: [] });
+    const keptServed = index.byPort.get(10201);
+    const update = index.apply({
+      from: 1,
+      to: 2,
+      upserts: [{ ...moving, port: 10204 }],
+      deletes: [deleted.id],
+    });
+    expect(index.version).toBe(2);
+    expect(index.byPort.get(10201)).toBe(keptServed);
+    expect(index.byPort.get(10202)).toBeUndefined();
+    expect(index.byPort.get(10204)?.route.id).toBe(moving.id);
+    expect(index.byPort.get(10203)).toBeUndefined();
+    expect(index.byId.has(deleted.id)).toBe(false);
+    expect(update.departed.sort()).toEqual([moving.id, deleted.id].sort());
+  });
+
+  it("lets two routes swap ports within one change", () => {
+    const a = makeRoute({ port: 10205 });
+    const b = makeRoute({ port: 10206 });
+    const index = new ServingIndex(portScope);
+    index.apply({ from: 0, to: 1, upserts: [a, b], deletes: [] });
+    index.apply({
+      from: 1,
+      to: 2,
+      upserts: [
+        { ...a, port: 10206 },
+        { ...b, port: 10205 },
+      ],
+      deletes: [],
+    });
+    expect(index.byPort.get(10205)?.route.id).toBe(b.id);
+    expect(index.byPort.get(10206)?.route.id).toBe(a.id);
+    expect(index.byPort.size).toBe(2);
+  });
+
+  it("changes nothing while a change is prepared, and all of it at commit", () => {
+    const first = makeRoute({ port: 10207 });
+    const index = new ServingIndex(portScope);
+    index.apply({ from: 0, to: 1, upserts: [first], deletes: [] });
+    const added = [makeRoute({ port: 10208 }), makeRoute({ port: 10209 })];
+    const slices = [index.prepare(added.slice(0, 1)), index.prepare(added.slice(1))];
+    expect(index.byId.size).toBe(1);
+    expect(index.version).toBe(1);
+    index.commit(2, slices.flat(), [first.id]);
+    expect([...index.byPort.keys()].sort()).toEqual([10208, 10209]);
+    expect(index.version).toBe(2);
   });
 
   it("keeps a route's balancer while its upstreams stay the same", () => {
     const route = makeRoute({ port: 10210 });
-    const first = applyChangeToIndex(
-      EMPTY_INDEX,
-      { from: 0, to: 1, upserts: [route], deletes: [] },
-      portScope,
-    ).index;
-    const relabelled = applyChangeToIndex(
-      first,
-      { from: 1, to: 2, upserts: [{ ...route, labels: { a: "b" } }], deletes: [] },
-      portScope,
-    ).index;
-    expect(relabelled.byId.get(route.id)?.balancer).toBe(first.byId.get(route.id)?.balancer);
-    const moved = applyChangeToIndex(
-      relabelled,
-      {
-        from: 2,
-        to: 3,
-        upserts: [{ ...route, upstreams: [{ host: "10.0.0.9", port: 1, weight: 1 }] }],
-        deletes: [],
-      },
-      portScope,
-    ).index;
-    expect(moved.byId.get(route.id)?.balancer).not.toBe(first.byId.get(route.id)?.balancer);
+    const index = new ServingIndex(portScope);
+    const first = index.apply({ from: 0, to: 1, upserts: [route], deletes: [] });
+    const balancer = index.byId.get(route.id)?.balancer;
+    expect(first.started.map((served) => served.balancer)).toEqual([balancer]);
+    const relabelled = index.apply({
+      from: 1,
+      to: 2,
+      upserts: [{ ...route, labels: { a: "b" } }],
+      deletes: [],
+    });
+    expect(index.byId.get(route.id)?.balancer).toBe(balancer);
+    expect(relabelled.started).toEqual([]);
+    expect(relabelled.retired).toEqual([]);
+    const moved = index.apply({
+      from: 2,
+      to: 3,
+      upserts: [{ ...route, upstreams: [{ host: "10.0.0.9", port: 1, weight: 1 }] }],
+      deletes: [],
+    });
+    expect(index.byId.get(route.id)?.balancer).not.toBe(balancer);
+    expect(moved.retired).toEqual([balancer]);
+    const deleted = index.apply({ from: 3, to: 4, upserts: [], deletes: [route.id] });
+    expect(deleted.retired).toEqual([moved.started[0]?.balancer]);
   });
 
   it("refuses routes it cannot serve safely, and serves the rest", () => {
@@ -125,12 +152,9 @@ describe("the lookup index", () => {
       makeRoute({ port: 30000 }),
       makeRoute({ port: 10224, allowed_client_ips: ["not-an-ip"] }),
     ];
-    const update = applyChangeToIndex(
-      EMPTY_INDEX,
-      { from: 0, to: 1, upserts: [good, ...bad], deletes: [] },
-      portScope,
-    );
-    expect([...update.index.byId.keys()]).toEqual([good.id]);
+    const index = new ServingIndex(portScope);
+    const update = index.apply({ from: 0, to: 1, upserts: [good, ...bad], deletes: [] });
+    expect([...index.byId.keys()]).toEqual([good.id]);
     expect(update.refused.map((entry) => entry.id)).toEqual(bad.map((route) => route.id));
   });
 
@@ -145,11 +169,8 @@ describe("the lookup index", () => {
 
 function served(overrides: Parameters<typeof makeRoute>[0] = {}): ServedRoute {
   const route = makeRoute({ port: 10250, ...overrides });
-  const index = applyChangeToIndex(
-    EMPTY_INDEX,
-    { from: 0, to: 1, upserts: [route], deletes: [] },
-    portScope,
-  ).index;
+  const index = new ServingIndex(portScope);
+  index.apply({ from: 0, to: 1, upserts: [route], deletes: [] });
   const result = index.byId.get(route.id);
   if (result === undefined) throw new Error("route not served");
   return result;

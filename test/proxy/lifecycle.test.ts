@@ -18,6 +18,7 @@ import {
   removeDir,
   spawnWorker,
   startUpstreamApp,
+  untilConnected,
   waitReady,
   type UpstreamApp,
 } from "./support.js";
@@ -66,10 +67,13 @@ async function inProcessWorker(
     DRAIN_S: "1",
   });
   if (!parsed.ok) throw new Error(parsed.problems.join("; "));
-  return startProxyWorker(parsed.settings, {
+  const worker = await startProxyWorker(parsed.settings, {
     logger: createLogger("error", true),
     client: { activityIntervalMs: 50 },
   });
+  // Bound is not yet registered: routes are placed on it once its stream is up.
+  await untilConnected(worker);
+  return worker;
 }
 
 async function createRoute(api: TestInstance, workerId: string | undefined): Promise<RouteAnswer> {

@@ -5,6 +5,7 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { WebSocketServer } from "ws";
+import type { ProxyWorker } from "../../src/proxy/worker.js";
 import { TOKENS, waitFor } from "../support/harness.js";
 
 /** An app behind the workers: HTTP answers naming what it saw, a WebSocket echo, a TCP echo. */
@@ -176,6 +177,15 @@ export async function waitReady(
   );
   if (body === undefined) throw new Error(`worker ${worker.name} never became ready`);
   return body;
+}
+
+/** Waits until an in-process worker holds its stream (it is registered and takes routes). */
+export async function untilConnected(worker: ProxyWorker, timeoutMs = 10_000): Promise<void> {
+  await waitFor(
+    () => worker.status().coordinatorConnected || undefined,
+    timeoutMs,
+    "the worker to hold its stream",
+  );
 }
 
 export function removeDir(dir: string): void {

@@ -9,7 +9,13 @@ import { createLogger } from "../../src/logger.js";
 import { parseProxySettings } from "../../src/proxy/settings.js";
 import { startProxyWorker, type ProxyWorker } from "../../src/proxy/worker.js";
 import { TOKENS, startHarness } from "../support/harness.js";
-import { freePortRange, removeDir, startUpstreamApp, type UpstreamApp } from "./support.js";
+import {
+  freePortRange,
+  removeDir,
+  startUpstreamApp,
+  untilConnected,
+  type UpstreamApp,
+} from "./support.js";
 
 const HOST = "127.0.0.5";
 const DOMAIN = "apps.test";
@@ -89,6 +95,7 @@ beforeAll(async () => {
   });
   if (!parsed.ok) throw new Error(parsed.problems.join("; "));
   worker = await startProxyWorker(parsed.settings, { logger: createLogger("error", true) });
+  await untilConnected(worker);
 }, 60_000);
 
 afterAll(async () => {
