@@ -9,6 +9,7 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { deferCleanup } from "./cleanup.js";
+import { ensureDebianPackage } from "./debian-package.js";
 import { freePort, sleep } from "./support.js";
 
 export interface EtcdServer {
@@ -27,6 +28,7 @@ export function etcdVersion(): string | undefined {
 
 /** Starts etcd on two free loopback ports with a temporary data directory, removed at stop. */
 export async function startEtcd(): Promise<EtcdServer> {
+  if (etcdVersion() === undefined) ensureDebianPackage("/usr/bin/etcd", "etcd-server");
   const version = etcdVersion();
   if (!version) {
     throw new Error(

@@ -102,6 +102,7 @@ export interface SnapshotHold {
   snapshots: number;
   servedAfterMs: number;
   loopMaxMs: number;
+  loopP99Ms: number;
   /** The longest hold while the worker started (not part of the target). */
   startupLoopMaxMs: number;
   longestTimerGapMs: number;

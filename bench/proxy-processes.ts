@@ -11,6 +11,7 @@ import path from "node:path";
 import readline from "node:readline";
 import { fileURLToPath } from "node:url";
 import { deferCleanup } from "./cleanup.js";
+import { ensureDebianPackage } from "./debian-package.js";
 import { freePort, sleep } from "./support.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -151,6 +152,7 @@ export function tempDir(prefix: string): string {
  * config, pid and log files, not daemonised.
  */
 export async function startNginx(upstreamPort: number): Promise<Started & { port: number }> {
+  ensureDebianPackage("/usr/sbin/nginx", "nginx");
   const dir = tempDir("appproxy-bench-nginx-");
   const port = await freePort();
   writeFileSync(

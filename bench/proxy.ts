@@ -4,13 +4,14 @@
  * (the appproxy worker, nginx from Debian, configurable-http-proxy from npm) runs alone on the
  * other core in turn. A direct request to the upstream is the baseline latencies are added to.
  * Then the control plane's side: POST /routes → first 200 through the worker with many workers
- * connected, and the event-loop hold of applying a 10,000-route snapshot.
+ * connected, beside etcd's put → watcher receipt with as many watches, and the event-loop hold
+ * of applying a 10,000-route snapshot.
  *
  * Settings: BENCH_PROXY_SECONDS (each closed-loop and fixed-rate phase, default 10),
  * BENCH_PROXY_IDLE (idle WebSockets, default 10,000 or what the open-file limit allows),
  * BENCH_PROXY_ONLY (comma-separated names of the proxies to run), BENCH_PROXY_FLEET (simulated
  * workers beside the real one, default 999), BENCH_PROXY_REACH_SAMPLES (default 200),
- * BENCH_PROXY_SNAPSHOT_ROUTES (default 10,000); PostgreSQL at BENCH_DATABASE_URL as the other
+ * BENCH_PROXY_SNAPSHOT_ROUTES (default 10,000), BENCH_SKIP_ETCD=1 (no etcd); PostgreSQL at BENCH_DATABASE_URL as the other
  * benches.
  */
 import { spawnSync } from "node:child_process";
@@ -39,6 +40,7 @@ import {
 import { machine } from "./support.js";
 import { startCoordinator, useFreshDatabase } from "./harness.js";
 import { snapshotHold, timeToReachable } from "./proxy-control.js";
+import { etcdSentToReceipt } from "./proxy-etcd.js";
 import { publicRoute, startWorkerProcess, type WorkerProcess } from "./proxy-worker.js";
 
 const SECONDS = Number(process.env.BENCH_PROXY_SECONDS ?? 10);
@@ -233,9 +235,15 @@ async function main(): Promise<void> {
     control.push(
       `time to reachable (POST /routes sent → first 200 through the worker), ${reach.workers} workers connected, ${reach.summary.n} routes one after another: p50 ${reach.summary.p50.toFixed(2)} ms, p99 ${reach.summary.p99.toFixed(2)} ms, max ${reach.summary.max.toFixed(2)} ms`,
     );
+    if (process.env.BENCH_SKIP_ETCD !== "1") {
+      const etcd = await etcdSentToReceipt(reach.workers, reach.summary.n);
+      control.push(
+        `beside it, etcd ${etcd.version} with ${reach.workers} watches: put sent → the watcher has it, ${etcd.summary.n} puts one after another: p50 ${etcd.summary.p50.toFixed(2)} ms, p99 ${etcd.summary.p99.toFixed(2)} ms, max ${etcd.summary.max.toFixed(2)} ms`,
+      );
+    }
     const snapshot = await snapshotHold(Number(process.env.BENCH_PROXY_SNAPSHOT_ROUTES ?? 10_000));
     control.push(
-      `applying a ${snapshot.routes.toLocaleString("en-US")}-route snapshot (${snapshot.snapshots} snapshot frame sent): longest event-loop hold ${snapshot.loopMaxMs.toFixed(1)} ms (longest 1 ms timer gap ${snapshot.longestTimerGapMs.toFixed(1)} ms), index applies ${(snapshot.applySecondsSum * 1000).toFixed(1)} ms in ${snapshot.applyCount} (appproxy_worker_apply_seconds), start → serving ${snapshot.servedAfterMs.toFixed(0)} ms`,
+      `applying a ${snapshot.routes.toLocaleString("en-US")}-route snapshot (${snapshot.snapshots} snapshot frame sent): longest event-loop hold ${snapshot.loopMaxMs.toFixed(1)} ms (p99 of 1 ms waits ${snapshot.loopP99Ms.toFixed(1)} ms; while starting ${snapshot.startupLoopMaxMs.toFixed(1)} ms) (longest 1 ms timer gap ${snapshot.longestTimerGapMs.toFixed(1)} ms), index applies ${(snapshot.applySecondsSum * 1000).toFixed(1)} ms in ${snapshot.applyCount} (appproxy_worker_apply_seconds), start → serving ${snapshot.servedAfterMs.toFixed(0)} ms`,
     );
   }
   console.log(
