@@ -8,45 +8,25 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import knexFactory from "knex";
+import {
+  benchRoute as route,
+  createSingles,
+  median,
+  registerPortWorker,
+  startQuietCoordinator,
+} from "./api-fleet.js";
 import { cpuShares, type CpuShares } from "./cpu-budget.js";
 import { printPortRangeFigures } from "./port-ranges.js";
-import {
-  BENCH_TOKENS,
-  drive,
-  freshDatabase,
-  machine,
-  processCpuSeconds,
-  request,
-  startCoordinatorProcess,
-} from "./support.js";
+import { BENCH_TOKENS, drive, machine, processCpuSeconds, request } from "./support.js";
 
 const M = BENCH_TOKENS.MANAGER_TOKENS;
-const R = BENCH_TOKENS.REGISTRATION_TOKENS;
 const WORKERS = 10;
-
-function route(i: number) {
-  return {
-    session_id: `bench-${i}`,
-    app: "jupyter",
-    upstreams: [{ host: "10.0.0.5", port: 8888, weight: 1 }],
-  };
-}
-
-async function createSingles(url: string, total: number, concurrency: number) {
-  let failures = 0;
-  const r = await drive(total, concurrency, async (i) => {
-    const res = await request(url, "POST", "/routes", M, route(i));
-    if (res.status !== 201 && failures++ === 0) console.error(res.status, res.body);
-  });
-  if (failures) throw new Error(`${failures} creates failed`);
-  return r.perSecond;
-}
 
 async function createBatches(url: string, batches: number, size: number, concurrency: number) {
   let failures = 0;
   const r = await drive(batches, concurrency, async (b) => {
     const res = await request(url, "POST", "/routes/batch", M, {
-      routes: Array.from({ length: size }, (_, i) => route(b * size + i)),
+      routes: Array.from({ length: size }, (_, i) => route("bench", b * size + i)),
     });
     if (res.status !== 201 && failures++ === 0) console.error(res.status, res.body);
   });
@@ -82,7 +62,7 @@ async function bareTransactions(dbUrl: string, total: number, concurrency: numbe
         .increment("version", 1)
         .returning("version")) as Array<{ version: string }>;
       const id = randomUUID();
-      const body = JSON.stringify(route(i));
+      const body = JSON.stringify(route("bench", i));
       await tx("bare_routes").insert({ id, version: row!.version, body });
       await tx("bare_log").insert({ version: row!.version, route_id: id, body });
     });
@@ -176,32 +156,12 @@ async function httpFloor(name: string, code: string): Promise<[string, string]> 
 
 /** A coordinator on a fresh database with the bench's port-mode workers registered. */
 async function startWithWorkers(name: string) {
-  const db = await freshDatabase(name);
-  const coordinator = await startCoordinatorProcess({
-    DATABASE_URL: db.url,
-    // No worker streams here: keep the registered workers eligible for the whole run.
-    WORKER_LOST_AFTER_S: "86400",
-  });
+  const env = await startQuietCoordinator(name);
   for (let w = 0; w < WORKERS; w++) {
-    const res = await request(coordinator.url, "POST", "/workers/register", R, {
-      name: `bench-w${w}`,
-      advertised_host: `10.9.0.${w + 1}`,
-      frontend_mode: "port",
-      port_range: [10000, 60000],
-    });
-    if (res.status !== 201) throw new Error(`register: ${res.status} ${res.body}`);
+    await registerPortWorker(env.coordinator.url, `bench-w${w}`, [10000, 60000], (9 << 8) + w + 1);
   }
-  return {
-    db,
-    coordinator,
-    stop: async () => {
-      await coordinator.stop();
-      await db.drop();
-    },
-  };
+  return env;
 }
-
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1]!;
 
 async function main() {
   if (process.argv.includes("--port-ranges")) {

@@ -4,60 +4,43 @@
  * ports. Run by bench:api (`npm run bench:api -- --port-ranges` runs this part alone).
  */
 import pg from "pg";
-import {
-  BENCH_TOKENS,
-  drive,
-  freshDatabase,
-  request,
-  percentile,
-  startCoordinatorProcess,
-} from "./support.js";
-
-const M = BENCH_TOKENS.MANAGER_TOKENS;
-const R = BENCH_TOKENS.REGISTRATION_TOKENS;
+import { createSingles, median, registerPortWorker, startQuietCoordinator } from "./api-fleet.js";
+import { drive, percentile } from "./support.js";
 
 export const RANGE_SIZES = [100, 20_000, 50_000] as const;
 
-async function databaseBytes(url: string): Promise<number> {
+const range = (ports: number): [number, number] => [10_000, 10_000 + ports - 1];
+
+async function withClient<T>(url: string, use: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
+    return await use(client);
+  } finally {
+    await client.end();
+  }
+}
+
+async function databaseBytes(url: string): Promise<number> {
+  return withClient(url, async (client) => {
     // Written pages only count once they reach the files pg_database_size reads.
     await client.query("CHECKPOINT");
     const { rows } = await client.query<{ size: string }>(
       "SELECT pg_database_size(current_database()) AS size",
     );
     return Number(rows[0]!.size);
-  } finally {
-    await client.end();
-  }
+  });
 }
 
-async function register(url: string, name: string, ports: number, host: number): Promise<void> {
-  const res = await request(url, "POST", "/workers/register", R, {
-    name,
-    advertised_host: `10.${(host >> 16) & 255}.${(host >> 8) & 255}.${host & 255}`,
-    frontend_mode: "port",
-    port_range: [10_000, 10_000 + ports - 1],
+/** The mean stored size of the rows of workers whose range holds `ports` ports. */
+async function rowBytes(url: string, ports: number): Promise<number> {
+  return withClient(url, async (client) => {
+    const { rows } = await client.query<{ bytes: string }>(
+      "SELECT avg(pg_column_size(w.*)) AS bytes FROM workers w WHERE port_hi - port_lo + 1 = $1",
+      [ports],
+    );
+    return Number(rows[0]!.bytes);
   });
-  if (res.status !== 201) throw new Error(`register: ${res.status} ${res.body}`);
-}
-
-/** A coordinator on a fresh database, its reaper quiet (no worker streams here). */
-async function start(name: string) {
-  const db = await freshDatabase(name);
-  const coordinator = await startCoordinatorProcess({
-    DATABASE_URL: db.url,
-    WORKER_LOST_AFTER_S: "86400",
-  });
-  return {
-    db,
-    coordinator,
-    stop: async () => {
-      await coordinator.stop();
-      await db.drop();
-    },
-  };
 }
 
 export interface RegistrationCost {
@@ -65,61 +48,64 @@ export interface RegistrationCost {
   workers: number;
   medianMs: number;
   p90Ms: number;
+  /** Growth of pg_database_size per worker, over `sizeWorkers` workers of this size. */
   bytesPerWorker: number;
+  sizeWorkers: number;
+  /** The stored size of one worker's row (pg_column_size). */
+  rowBytes: number;
 }
 
 /**
- * Registers `workers` workers of each range size one after another on one fresh database (after
- * a warm-up of the same size): the median and p90 time per registration, and the growth of
- * pg_database_size per worker.
+ * On one fresh database, after a warm-up: `workers` registrations of each range size, the sizes
+ * taking turns one registration at a time (this machine's speed drifts with its load, which
+ * would otherwise favour the size measured first), for the median and p90 time per
+ * registration; then, size after size, `sizeWorkers` more for the growth of pg_database_size
+ * per worker (enough of them, 4 at a time, that the 8 KiB steps in which each table and index
+ * grows are a small part of it).
  */
-export async function registrationCosts(workers: number): Promise<RegistrationCost[]> {
-  const env = await start("appproxy_bench_port_ranges");
-  const costs: RegistrationCost[] = [];
+export async function registrationCosts(
+  workers: number,
+  sizeWorkers: number,
+): Promise<RegistrationCost[]> {
+  const env = await startQuietCoordinator("appproxy_bench_port_ranges");
+  const url = env.coordinator.url;
+  let host = 0;
+  const register = (name: string, ports: number) =>
+    registerPortWorker(url, name, range(ports), ++host);
   try {
-    let host = 0;
     for (const ports of RANGE_SIZES) {
-      for (let i = 0; i < 5; i++)
-        await register(env.coordinator.url, `warm-${ports}-${i}`, ports, ++host);
-      const before = await databaseBytes(env.db.url);
-      const times: number[] = [];
-      for (let i = 0; i < workers; i++) {
+      for (let i = 0; i < 5; i++) await register(`warm-${ports}-${i}`, ports);
+    }
+    const times = new Map<number, number[]>(RANGE_SIZES.map((p) => [p, []]));
+    for (let i = 0; i < workers; i++) {
+      // Each size first, second and third in turn: a registration's place in the round counts.
+      const n = RANGE_SIZES.length;
+      for (const ports of RANGE_SIZES.map((_, k) => RANGE_SIZES[(i + k) % n]!)) {
         const started = process.hrtime.bigint();
-        await register(env.coordinator.url, `w-${ports}-${i}`, ports, ++host);
-        times.push(Number(process.hrtime.bigint() - started) / 1e6);
+        await register(`w-${ports}-${i}`, ports);
+        times.get(ports)!.push(Number(process.hrtime.bigint() - started) / 1e6);
       }
+    }
+    const costs: RegistrationCost[] = [];
+    for (const ports of RANGE_SIZES) {
+      const before = await databaseBytes(env.db.url);
+      await drive(sizeWorkers, 4, (i) => register(`s-${ports}-${i}`, ports));
       const after = await databaseBytes(env.db.url);
-      const sorted = [...times].sort((a, b) => a - b);
+      const sorted = [...times.get(ports)!].sort((a, b) => a - b);
       costs.push({
         ports,
         workers,
         medianMs: percentile(sorted, 50),
         p90Ms: percentile(sorted, 90),
-        bytesPerWorker: (after - before) / workers,
+        bytesPerWorker: (after - before) / sizeWorkers,
+        sizeWorkers,
+        rowBytes: await rowBytes(env.db.url, ports),
       });
     }
+    return costs;
   } finally {
     await env.stop();
   }
-  return costs;
-}
-
-function route(i: number) {
-  return {
-    session_id: `ranges-${i}`,
-    app: "jupyter",
-    upstreams: [{ host: "10.0.0.5", port: 8888, weight: 1 }],
-  };
-}
-
-async function createSingles(url: string, total: number, concurrency: number): Promise<number> {
-  let failures = 0;
-  const r = await drive(total, concurrency, async (i) => {
-    const res = await request(url, "POST", "/routes", M, route(i));
-    if (res.status !== 201 && failures++ === 0) console.error(res.status, res.body);
-  });
-  if (failures) throw new Error(`${failures} creates failed`);
-  return r.perSecond;
 }
 
 export interface CreateComparison {
@@ -139,23 +125,26 @@ export async function createsByRangeSize(
   rounds: number,
   perRound: number,
 ): Promise<CreateComparison> {
-  const narrow = await start("appproxy_bench_ranges_narrow");
-  const wide = await start("appproxy_bench_ranges_wide");
+  const narrow = await startQuietCoordinator("appproxy_bench_ranges_narrow");
+  const wide = await startQuietCoordinator("appproxy_bench_ranges_wide");
   try {
     const registerAll = async (url: string, ports: number) => {
-      const r = await drive(workers, 4, (i) => register(url, `w${i}`, ports, i + 1));
+      const r = await drive(workers, 4, (i) =>
+        registerPortWorker(url, `w${i}`, range(ports), i + 1),
+      );
       return r.seconds;
     };
     const registerSeconds = {
       narrow: await registerAll(narrow.coordinator.url, 100),
       wide: await registerAll(wide.coordinator.url, 20_000),
     };
+    const creates = (url: string) => createSingles(url, perRound, 16, "ranges");
     // Warm-up: until the JIT has compiled the request path.
-    for (const env of [narrow, wide]) await createSingles(env.coordinator.url, perRound, 16);
+    for (const env of [narrow, wide]) await creates(env.coordinator.url);
     const result: CreateComparison = { workers, narrow: [], wide: [], registerSeconds };
     for (let round = 0; round < rounds; round++) {
-      result.narrow.push(await createSingles(narrow.coordinator.url, perRound, 16));
-      result.wide.push(await createSingles(wide.coordinator.url, perRound, 16));
+      result.narrow.push(await creates(narrow.coordinator.url));
+      result.wide.push(await creates(wide.coordinator.url));
     }
     return result;
   } finally {
@@ -164,7 +153,6 @@ export async function createsByRangeSize(
   }
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1]!;
 const fmt = (n: number, digits = 0) =>
   n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
 
@@ -172,14 +160,14 @@ const fmt = (n: number, digits = 0) =>
 export function registrationTable(costs: RegistrationCost[]): string {
   const spread = (values: number[]) => Math.max(...values) / Math.min(...values);
   return [
-    "| ports per worker | workers | registration, median ms | p90 ms | database growth per worker |",
-    "| ---: | ---: | ---: | ---: | ---: |",
+    "| ports per worker | registrations | median ms | p90 ms | database growth per worker | row bytes |",
+    "| ---: | ---: | ---: | ---: | ---: | ---: |",
     ...costs.map(
       (c) =>
-        `| ${fmt(c.ports)} | ${c.workers} | ${fmt(c.medianMs, 1)} | ${fmt(c.p90Ms, 1)} | ${fmt(c.bytesPerWorker / 1024, 1)} KiB |`,
+        `| ${fmt(c.ports)} | ${c.workers} | ${fmt(c.medianMs, 1)} | ${fmt(c.p90Ms, 1)} | ${fmt(c.bytesPerWorker / 1024, 2)} KiB (over ${c.sizeWorkers}) | ${fmt(c.rowBytes)} |`,
     ),
     "",
-    `Spread across sizes (largest / smallest): registration time ${fmt(spread(costs.map((c) => c.medianMs)), 2)}×, database growth ${fmt(spread(costs.map((c) => Math.max(c.bytesPerWorker, 1))), 2)}×.`,
+    `Spread across sizes (largest / smallest): registration time ${fmt(spread(costs.map((c) => c.medianMs)), 2)}×, database growth ${fmt(spread(costs.map((c) => Math.max(c.bytesPerWorker, 1))), 2)}×, row ${fmt(spread(costs.map((c) => c.rowBytes)), 2)}×.`,
   ].join("\n");
 }
 
@@ -196,12 +184,19 @@ export function createTable(creates: CreateComparison): string {
 }
 
 /**
- * Both measurements, printed as each ends. BENCH_RANGE_WORKERS (50), BENCH_RANGE_FLEET (1,000),
- * BENCH_RANGE_ROUNDS (5) and BENCH_RANGE_CREATES (creates per round, 2,000) change the counts.
+ * Both measurements, printed as each ends. BENCH_RANGE_WORKERS (registrations timed per size,
+ * 50), BENCH_RANGE_SIZE_WORKERS (registrations per size for the database growth, 1,000),
+ * BENCH_RANGE_FLEET (1,000), BENCH_RANGE_ROUNDS (5) and BENCH_RANGE_CREATES (creates per round,
+ * 2,000) change the counts; BENCH_RANGE_FLEET=0 skips the creates.
  */
 export async function printPortRangeFigures(): Promise<void> {
   const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
-  console.log(registrationTable(await registrationCosts(env("BENCH_RANGE_WORKERS", 50))));
+  const costs = await registrationCosts(
+    env("BENCH_RANGE_WORKERS", 50),
+    env("BENCH_RANGE_SIZE_WORKERS", 1000),
+  );
+  console.log(registrationTable(costs));
+  if (env("BENCH_RANGE_FLEET", 1000) === 0) return;
   console.log("");
   const creates = await createsByRangeSize(
     env("BENCH_RANGE_FLEET", 1000),
