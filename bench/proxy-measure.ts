@@ -4,6 +4,7 @@
  * generator, and resident memory per idle WebSocket.
  */
 import { spawn } from "node:child_process";
+import { ensureDebianPackage } from "./debian-package.js";
 import { LOAD_CORE, processTree, type LoadGenerator } from "./proxy-processes.js";
 import { processCpuSeconds, residentBytes, sleep, summarize, type Summary } from "./support.js";
 
@@ -35,6 +36,7 @@ export async function throughput(
   connections: number,
   seconds: number,
 ): Promise<Throughput> {
+  ensureDebianPackage("/usr/bin/wrk", "wrk");
   const cpuBefore = target.pid ? await treeCpuSeconds(target.pid) : 0;
   const output = await new Promise<string>((resolve, reject) => {
     const wrk = spawn("taskset", [

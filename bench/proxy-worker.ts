@@ -40,7 +40,15 @@ export async function startWorkerProcess(
     `worker ${name}`,
     options.core ?? PROXY_CORE,
     process.execPath,
-    ["--import", "tsx", "src/proxy/main.ts"],
+    [
+      // Where the worker's time goes: a V8 CPU profile per thread, written when it exits.
+      ...(process.env.BENCH_PROXY_PROFILE_DIR
+        ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROXY_PROFILE_DIR}`]
+        : []),
+      "--import",
+      "tsx",
+      "src/proxy/main.ts",
+    ],
     {
       env: {
         ...process.env,

@@ -11,7 +11,8 @@
  * BENCH_PROXY_IDLE (idle WebSockets, default 10,000 or what the open-file limit allows),
  * BENCH_PROXY_ONLY (comma-separated names of the proxies to run), BENCH_PROXY_FLEET (simulated
  * workers beside the real one, default 999), BENCH_PROXY_REACH_SAMPLES (default 200),
- * BENCH_PROXY_SNAPSHOT_ROUTES (default 10,000), BENCH_SKIP_ETCD=1 (no etcd); PostgreSQL at BENCH_DATABASE_URL as the other
+ * BENCH_PROXY_SNAPSHOT_ROUTES (default 10,000), BENCH_SKIP_ETCD=1 (no etcd),
+ * BENCH_PROXY_PROFILE_DIR (CPU profiles of the worker's threads go there); PostgreSQL at BENCH_DATABASE_URL as the other
  * benches.
  */
 import { spawnSync } from "node:child_process";
