@@ -1,9 +1,11 @@
 /**
- * `npm run worker`: a proxy worker serving its routes, configured by its environment (docs/api.md,
- * "The proxy worker"). `npm run worker -- --print-table …` runs the table-printing client instead.
+ * `npm run worker`: a proxy worker serving its routes, configured by its environment and by
+ * command-line flags that win over it (docs/worker.md). `npm run worker -- --print-table …` runs
+ * the table-printing client instead.
  */
 import { createLogger } from "../logger.js";
 import { parseProxySettings } from "./settings.js";
+import { parseSettingFlags, settingsUsage, withFlagNames } from "./settings-flags.js";
 import { startProxyWorker } from "./worker.js";
 
 const EXIT_FAILURE = 1;
@@ -18,9 +20,21 @@ async function main(): Promise<void> {
     await import("../client/cli.js");
     return;
   }
-  const parsed = parseProxySettings(process.env);
+  const flags = parseSettingFlags(process.argv.slice(2));
+  if (flags.kind === "help") {
+    console.log(settingsUsage());
+    return;
+  }
+  if (flags.kind === "error") {
+    for (const problem of flags.problems) console.error(`error: ${problem}`);
+    process.exitCode = EXIT_USAGE;
+    return;
+  }
+  const parsed = parseProxySettings({ ...process.env, ...flags.values });
   if (!parsed.ok) {
-    for (const problem of parsed.problems) console.error(`error: ${problem}`);
+    for (const problem of parsed.problems) {
+      console.error(`error: ${withFlagNames(problem, flags.values)}`);
+    }
     process.exitCode = EXIT_USAGE;
     return;
   }

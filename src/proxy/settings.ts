@@ -44,30 +44,102 @@ const port = Joi.number().integer().min(1).max(65535);
 const schema = Joi.object({
   COORDINATOR_URL: Joi.string()
     .uri({ scheme: ["http", "https"] })
-    .default("http://127.0.0.1:6030"),
-  REGISTRATION_TOKEN: Joi.string().required(),
-  WORKER_NAME: Joi.string().pattern(DNS_LABEL).required().messages({
-    "string.pattern.base": "WORKER_NAME: 1-63 characters of a-z, 0-9 and - (a DNS label)",
-  }),
-  ADVERTISED_HOST: Joi.string().hostname(),
-  BIND_HOST: Joi.string().ip().default("0.0.0.0"),
-  FRONTEND_MODE: Joi.string().valid("port", "wildcard"),
-  PORT_RANGE: Joi.string().pattern(/^\d{1,5}:\d{1,5}$/),
-  WILDCARD_DOMAIN: Joi.string().lowercase().pattern(DOMAIN),
-  WILDCARD_TRAFFIC_PORT: port,
-  PROTOCOLS: Joi.string().pattern(/^[a-z0-9]+(,[a-z0-9]+)*$/),
-  MODES: Joi.string().pattern(/^[a-z]+(,[a-z]+)*$/),
-  LABELS: Joi.string().allow(""),
-  CAPACITY: Joi.number().integer().min(0),
-  DEDICATED: Joi.boolean().default(false),
-  OPS_PORT: Joi.number().integer().min(0).max(65535).default(6031),
-  TRUSTED_PROXIES: Joi.string().allow("").default(""),
-  DRAIN_S: Joi.number().min(0).max(3600).default(30),
-  DATA_DIR: Joi.string(),
-  TLS_CERT_FILE: Joi.string(),
-  TLS_KEY_FILE: Joi.string(),
-  LOG_LEVEL: Joi.string().valid("error", "warn", "info", "debug").default("info"),
+    .default("http://127.0.0.1:6030")
+    .description("the coordinator's HTTP base URL"),
+  REGISTRATION_TOKEN: Joi.string()
+    .required()
+    .description("a registration token of the coordinator (required)"),
+  WORKER_NAME: Joi.string()
+    .pattern(DNS_LABEL)
+    .required()
+    .messages({
+      "string.pattern.base": "WORKER_NAME: 1-63 characters of a-z, 0-9 and - (a DNS label)",
+    })
+    .description("DNS label, unique in the fleet (required)"),
+  ADVERTISED_HOST: Joi.string()
+    .hostname()
+    .description(
+      "the host in route URLs (default BIND_HOST, or the host name when binding all addresses)",
+    ),
+  BIND_HOST: Joi.string().ip().default("0.0.0.0").description("the address every listener binds"),
+  FRONTEND_MODE: Joi.string()
+    .valid("port", "wildcard")
+    .description("port or wildcard (default wildcard when WILDCARD_DOMAIN is set, else port)"),
+  PORT_RANGE: Joi.string()
+    .pattern(/^\d{1,5}:\d{1,5}$/)
+    .description("first:last, the traffic ports (required in port mode)"),
+  WILDCARD_DOMAIN: Joi.string()
+    .lowercase()
+    .pattern(DOMAIN)
+    .description("routes are <subdomain>.<domain> (required in wildcard mode)"),
+  WILDCARD_TRAFFIC_PORT: port.description(
+    "the one traffic port of wildcard mode (default 443 with TLS, else 80)",
+  ),
+  PROTOCOLS: Joi.string()
+    .pattern(/^[a-z0-9]+(,[a-z0-9]+)*$/)
+    .description(
+      "comma-separated: http, tcp (default http,tcp in port mode, http in wildcard mode)",
+    ),
+  MODES: Joi.string()
+    .pattern(/^[a-z]+(,[a-z]+)*$/)
+    .description("comma-separated: interactive, inference (default both)"),
+  LABELS: Joi.string()
+    .allow("")
+    .description("key=value pairs separated by commas, as in POST /workers/register"),
+  CAPACITY: Joi.number()
+    .integer()
+    .min(0)
+    .description("most routes placed on this worker (default no limit)"),
+  DEDICATED: Joi.boolean()
+    .default(false)
+    .description("true: take only routes whose selector names this worker's labels"),
+  OPS_PORT: Joi.number()
+    .integer()
+    .min(0)
+    .max(65535)
+    .default(6031)
+    .description("port of /healthz, /readyz, /metrics on BIND_HOST (0: any free port)"),
+  TRUSTED_PROXIES: Joi.string()
+    .allow("")
+    .default("")
+    .description("comma-separated addresses/CIDRs whose X-Forwarded-* are believed"),
+  DRAIN_S: Joi.number()
+    .min(0)
+    .max(3600)
+    .default(30)
+    .description("seconds departed routes' tunnels and a stopping worker's connections get"),
+  DATA_DIR: Joi.string().description(
+    "keeps the worker token, access keys and last applied table (default data/worker-<name>)",
+  ),
+  TLS_CERT_FILE: Joi.string().description("PEM certificate: serve HTTPS/WSS (with TLS_KEY_FILE)"),
+  TLS_KEY_FILE: Joi.string().description("PEM private key of TLS_CERT_FILE"),
+  LOG_LEVEL: Joi.string()
+    .valid("error", "warn", "info", "debug")
+    .default("info")
+    .description("error, warn, info or debug (JSON lines on stdout)"),
 }).unknown(true);
+
+/** One setting of the worker: its environment variable, what it means, its default if fixed. */
+export interface SettingVariable {
+  readonly name: string;
+  readonly description: string;
+  readonly defaultValue?: string;
+}
+
+interface DescribedKey {
+  flags?: { description?: string; default?: unknown };
+}
+
+/** Every setting the worker reads, in the order of docs/worker.md's table. */
+export const SETTING_VARIABLES: readonly SettingVariable[] = Object.entries(
+  (schema.describe() as { keys: Record<string, DescribedKey> }).keys,
+).map(([name, key]) => ({
+  name,
+  description: key.flags?.description ?? "",
+  ...(key.flags?.default === undefined || key.flags.default === ""
+    ? {}
+    : { defaultValue: String(key.flags.default) }),
+}));
 
 interface RawSettings {
   COORDINATOR_URL: string;

@@ -101,14 +101,18 @@ export interface WorkerProcess {
 
 export async function spawnWorker(
   env: Record<string, string>,
-  /** `nodeArgs` go to Node before the script (e.g. `--inspect=…` for heap checks). */
-  options: { dataDir?: string; nodeArgs?: string[] } = {},
+  /**
+   * `nodeArgs` go to Node before the script (e.g. `--inspect=…` for heap checks), `args` to the
+   * worker after it (its flags).
+   */
+  options: { dataDir?: string; nodeArgs?: string[]; args?: string[] } = {},
 ): Promise<WorkerProcess> {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), "appproxy-worker-"));
   const host = env.BIND_HOST ?? "127.0.0.1";
   const opsPort = env.OPS_PORT ?? String(await freeOpsPort(host));
   const nodeArgs = options.nodeArgs ?? [];
-  const child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", "src/proxy/main.ts"], {
+  const script = ["--import", "tsx", "src/proxy/main.ts", ...(options.args ?? [])];
+  const child = spawn(process.execPath, [...nodeArgs, ...script], {
     env: {
       PATH: process.env.PATH ?? "",
       REGISTRATION_TOKEN: TOKENS.registration,
