@@ -2,13 +2,18 @@
  * What both parts of bench:api drive: a coordinator on a fresh database, port-mode workers
  * registered over HTTP, and single route creations at a given concurrency.
  */
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { BENCH_TOKENS, drive, freshDatabase, request, startCoordinatorProcess } from "./support.js";
 
 const M = BENCH_TOKENS.MANAGER_TOKENS;
 const R = BENCH_TOKENS.REGISTRATION_TOKENS;
 
-/** A coordinator on a fresh database, its reaper quiet: no worker streams here, so the
- * registered workers must stay eligible for the whole run. */
+/**
+ * A coordinator on a fresh database, its reaper quiet: no worker streams here, so the registered
+ * workers must stay eligible for the whole run.
+ */
 export async function startQuietCoordinator(name: string) {
   const db = await freshDatabase(name);
   const coordinator = await startCoordinatorProcess({
@@ -21,6 +26,22 @@ export async function startQuietCoordinator(name: string) {
     stop: async () => {
       await coordinator.stop();
       await db.drop();
+    },
+  };
+}
+
+/** The same on a fresh embedded database (PGlite) in a folder of its own. */
+export async function startQuietEmbeddedCoordinator(name: string) {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), `${name}-`));
+  const coordinator = await startCoordinatorProcess({
+    DATA_DIR: dataDir,
+    WORKER_LOST_AFTER_S: "86400",
+  });
+  return {
+    coordinator,
+    stop: async () => {
+      await coordinator.stop();
+      rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

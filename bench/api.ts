@@ -165,7 +165,11 @@ async function startWithWorkers(name: string) {
 
 async function main() {
   if (process.argv.includes("--port-ranges")) {
-    console.log(`\nbench:api --port-ranges on ${machine()}, PostgreSQL at 127.0.0.1:5432\n`);
+    const where =
+      process.env.BENCH_RANGE_EMBEDDED === "1"
+        ? "the embedded database"
+        : "PostgreSQL at 127.0.0.1:5432";
+    console.log(`\nbench:api --port-ranges on ${machine()}, ${where}\n`);
     await printPortRangeFigures();
     return;
   }

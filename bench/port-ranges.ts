@@ -4,7 +4,13 @@
  * ports. Run by bench:api (`npm run bench:api -- --port-ranges` runs this part alone).
  */
 import pg from "pg";
-import { createSingles, median, registerPortWorker, startQuietCoordinator } from "./api-fleet.js";
+import {
+  createSingles,
+  median,
+  registerPortWorker,
+  startQuietCoordinator,
+  startQuietEmbeddedCoordinator,
+} from "./api-fleet.js";
 import { drive, percentile } from "./support.js";
 
 export const RANGE_SIZES = [100, 20_000, 50_000] as const;
@@ -110,6 +116,7 @@ export async function registrationCosts(
 
 export interface CreateComparison {
   workers: number;
+  database: "PostgreSQL" | "embedded";
   /** Creates per second at concurrency 16, each round's figure, by range size. */
   narrow: number[];
   wide: number[];
@@ -117,16 +124,19 @@ export interface CreateComparison {
 }
 
 /**
- * Two coordinators on two databases, each with `workers` workers, of 100 and of 20,000 ports:
- * single creates at concurrency 16, in rounds taking turns (this machine's speed drifts).
+ * Two coordinators on two databases (PostgreSQL's or embedded ones), each with `workers` workers,
+ * of 100 and of 20,000 ports: single creates at concurrency 16, in rounds taking turns (this
+ * machine's speed drifts).
  */
 export async function createsByRangeSize(
   workers: number,
   rounds: number,
   perRound: number,
+  database: CreateComparison["database"] = "PostgreSQL",
 ): Promise<CreateComparison> {
-  const narrow = await startQuietCoordinator("appproxy_bench_ranges_narrow");
-  const wide = await startQuietCoordinator("appproxy_bench_ranges_wide");
+  const start = database === "embedded" ? startQuietEmbeddedCoordinator : startQuietCoordinator;
+  const narrow = await start("appproxy_bench_ranges_narrow");
+  const wide = await start("appproxy_bench_ranges_wide");
   try {
     const registerAll = async (url: string, ports: number) => {
       const r = await drive(workers, 4, (i) =>
@@ -141,7 +151,13 @@ export async function createsByRangeSize(
     const creates = (url: string) => createSingles(url, perRound, 16, "ranges");
     // Warm-up: until the JIT has compiled the request path.
     for (const env of [narrow, wide]) await creates(env.coordinator.url);
-    const result: CreateComparison = { workers, narrow: [], wide: [], registerSeconds };
+    const result: CreateComparison = {
+      workers,
+      database,
+      narrow: [],
+      wide: [],
+      registerSeconds,
+    };
     for (let round = 0; round < rounds; round++) {
       result.narrow.push(await creates(narrow.coordinator.url));
       result.wide.push(await creates(wide.coordinator.url));
@@ -174,7 +190,7 @@ export function registrationTable(costs: RegistrationCost[]): string {
 /** The create comparison as Markdown. */
 export function createTable(creates: CreateComparison): string {
   return [
-    `| ${fmt(creates.workers)} workers | registering them | creates/s, concurrency 16 (median of ${creates.narrow.length} rounds) | rounds |`,
+    `| ${fmt(creates.workers)} workers, ${creates.database} | registering them | creates/s, concurrency 16 (median of ${creates.narrow.length} rounds) | rounds |`,
     "| --- | ---: | ---: | --- |",
     `| 100 ports each | ${fmt(creates.registerSeconds.narrow, 1)} s | ${fmt(median(creates.narrow))} | ${creates.narrow.map((n) => fmt(n)).join(", ")} |`,
     `| 20,000 ports each | ${fmt(creates.registerSeconds.wide, 1)} s | ${fmt(median(creates.wide))} | ${creates.wide.map((n) => fmt(n)).join(", ")} |`,
@@ -187,10 +203,21 @@ export function createTable(creates: CreateComparison): string {
  * Both measurements, printed as each ends. BENCH_RANGE_WORKERS (registrations timed per size,
  * 50), BENCH_RANGE_SIZE_WORKERS (registrations per size for the database growth, 1,000),
  * BENCH_RANGE_FLEET (1,000), BENCH_RANGE_ROUNDS (5) and BENCH_RANGE_CREATES (creates per round,
- * 2,000) change the counts; BENCH_RANGE_FLEET=0 skips the creates.
+ * 2,000) change the counts; BENCH_RANGE_FLEET=0 skips the creates. BENCH_RANGE_EMBEDDED=1
+ * measures the creates alone, on the embedded database.
  */
 export async function printPortRangeFigures(): Promise<void> {
   const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
+  if (process.env.BENCH_RANGE_EMBEDDED === "1") {
+    const creates = await createsByRangeSize(
+      env("BENCH_RANGE_FLEET", 1000),
+      env("BENCH_RANGE_ROUNDS", 5),
+      env("BENCH_RANGE_CREATES", 2000),
+      "embedded",
+    );
+    console.log(createTable(creates));
+    return;
+  }
   const costs = await registrationCosts(
     env("BENCH_RANGE_WORKERS", 50),
     env("BENCH_RANGE_SIZE_WORKERS", 1000),
