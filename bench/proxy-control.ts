@@ -173,9 +173,11 @@ export async function snapshotHold(routeCount: number): Promise<SnapshotHold> {
     };
     const registered = workers.items.find((w) => w.name === name)!;
     let head = 0;
-    for (let at = 0; at < routeCount; at += 1000) {
+    // Two versions at least, so that the change log can forget the first (CHANGELOG_RETENTION=1).
+    const batch = Math.max(1, Math.min(1000, Math.floor(routeCount / 2)));
+    for (let at = 0; at < routeCount; at += batch) {
       const { version } = await mutate(coordinator.url, "POST", "/routes/batch", {
-        routes: Array.from({ length: Math.min(1000, routeCount - at) }, (_, i) => ({
+        routes: Array.from({ length: Math.min(batch, routeCount - at) }, (_, i) => ({
           session_id: `snap-${at + i}`,
           app: "jupyter",
           worker_id: registered.id,

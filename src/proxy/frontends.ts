@@ -91,7 +91,10 @@ export async function openFrontends(settings: ProxySettings, plane: DataPlane): 
       const [first, last] = settings.portRange ?? [0, -1];
       const servesHttp = settings.protocols.includes("http");
       for (let port = first; port <= last; port += 1) {
-        const listener = net.createServer((socket) => {
+        // Small writes go out at once (no Nagle): a proxy must not hold an answer's last bytes
+        // back waiting for the client's delayed ACK. http.Server sets this for the connections
+        // it accepts itself, not for those handed to it here.
+        const listener = net.createServer({ noDelay: true }, (socket) => {
           const served = plane.index().byPort.get(port);
           if (served?.route.protocol === "tcp") handleTcpConnection(plane, served, socket);
           else if (servesHttp || served !== undefined) server.emit("connection", socket);

@@ -36,7 +36,7 @@ function connect(
     return;
   }
   tried.add(upstream);
-  const outgoing = net.connect({ host: upstream.host, port: upstream.port });
+  const outgoing = net.connect({ host: upstream.host, port: upstream.port, noDelay: true });
   outgoing.setTimeout(UPSTREAM_CONNECT_TIMEOUT_MS, () => {
     const error: NodeJS.ErrnoException = new Error("upstream connect timed out");
     error.code = "ETIMEDOUT";

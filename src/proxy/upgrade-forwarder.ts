@@ -76,7 +76,7 @@ function connect(
     upgrade: String(req.headers.upgrade ?? "websocket"),
     ...(decision.stripPermitCookie ? { permitCookie: served.permitCookie } : {}),
   });
-  const outgoing = net.connect({ host: upstream.host, port: upstream.port });
+  const outgoing = net.connect({ host: upstream.host, port: upstream.port, noDelay: true });
   outgoing.setTimeout(UPSTREAM_CONNECT_TIMEOUT_MS, () => {
     const error: NodeJS.ErrnoException = new Error("upstream connect timed out");
     error.code = "ETIMEDOUT";
@@ -102,7 +102,6 @@ function connect(
     outgoing.off("error", failBeforeConnect);
     socket.off("close", abandon);
     served.balancer.markConnected(upstream);
-    outgoing.setNoDelay(true);
     outgoing.write(requestHead(req.method ?? "GET", req.url ?? "/", headers));
     if (head.length > 0) outgoing.write(head);
     outgoing.once("data", (chunk: Buffer) => {
