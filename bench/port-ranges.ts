@@ -126,7 +126,7 @@ export interface CreateComparison {
 /**
  * Two coordinators on two databases (PostgreSQL's or embedded ones), each with `workers` workers,
  * of 100 and of 20,000 ports: single creates at concurrency 16, in rounds taking turns (this
- * machine's speed drifts).
+ * machine's speed drifts), each size first in every other round.
  */
 export async function createsByRangeSize(
   workers: number,
@@ -159,8 +159,13 @@ export async function createsByRangeSize(
       registerSeconds,
     };
     for (let round = 0; round < rounds; round++) {
-      result.narrow.push(await creates(narrow.coordinator.url));
-      result.wide.push(await creates(wide.coordinator.url));
+      // Each size first in every other round, so that the order within a pair favours neither.
+      const pair = [
+        async () => result.narrow.push(await creates(narrow.coordinator.url)),
+        async () => result.wide.push(await creates(wide.coordinator.url)),
+      ];
+      if (round % 2 === 1) pair.reverse();
+      for (const measure of pair) await measure();
     }
     return result;
   } finally {
