@@ -4,7 +4,11 @@ import type { Upstream } from "../client/route.js";
 import { forbidden, notFound, unauthorized, unavailable } from "../errors.js";
 import { credentialsOf, decideAccess, type AccessDecision } from "./access.js";
 import { UPSTREAM_CONNECT_TIMEOUT_MS, isRefusal, type DataPlane } from "./data-plane.js";
-import { downstreamResponseHeaders, upstreamRequestHeaders } from "./forwarding.js";
+import {
+  downstreamResponseHeaders,
+  upstreamRequestHeaders,
+  type ForwardingContext,
+} from "./forwarding.js";
 import { badGateway, writeProblem } from "./proxy-problem.js";
 import type { ServedRoute } from "./route-index.js";
 import { SETUP_PATH, serveSetup } from "./setup-path.js";
@@ -56,6 +60,28 @@ export function refusal(decision: Extract<AccessDecision, { allowed: false }>) {
     : unauthorized("A valid access token for this route is needed (setup URL or bearer token).");
 }
 
+/**
+ * The headers a request (or an upgrade, with `upgrade`) carries to the route's upstream, as the
+ * access decision and the peer's trust allow (forwarding.ts).
+ */
+export function upstreamHeadersFor(
+  plane: DataPlane,
+  served: ServedRoute,
+  req: http.IncomingMessage,
+  decision: Extract<AccessDecision, { allowed: true }>,
+  extra: Pick<ForwardingContext, "upgrade"> = {},
+): http.OutgoingHttpHeaders {
+  const peerAddress = req.socket.remoteAddress ?? "";
+  return upstreamRequestHeaders(req.headers, {
+    peerAddress,
+    peerTrusted: plane.trusted(peerAddress, 0),
+    proto: plane.tls ? "https" : "http",
+    stripAuthorization: decision.stripAuthorization,
+    ...extra,
+    ...(decision.stripPermitCookie ? { permitCookie: served.permitCookie } : {}),
+  });
+}
+
 function hasBody(req: http.IncomingMessage): boolean {
   const length = req.headers["content-length"];
   return req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
@@ -76,13 +102,7 @@ function forward(
     return;
   }
   tried.add(upstream);
-  const headers = upstreamRequestHeaders(req.headers, {
-    peerAddress: req.socket.remoteAddress ?? "",
-    peerTrusted: plane.trusted(req.socket.remoteAddress ?? "", 0),
-    proto: plane.tls ? "https" : "http",
-    stripAuthorization: decision.stripAuthorization,
-    ...(decision.stripPermitCookie ? { permitCookie: served.permitCookie } : {}),
-  });
+  const headers = upstreamHeadersFor(plane, served, req, decision);
   const outgoing = http.request({
     host: upstream.host,
     port: upstream.port,

@@ -1,16 +1,16 @@
 import type http from "node:http";
-import net from "node:net";
+import type net from "node:net";
 import type { Duplex } from "node:stream";
 import proxyaddr from "proxy-addr";
-import type { Upstream } from "../client/route.js";
 import { notFound, unavailable } from "../errors.js";
 import { credentialsOf, decideAccess, type AccessDecision } from "./access.js";
-import { UPSTREAM_CONNECT_TIMEOUT_MS, isRefusal, type DataPlane } from "./data-plane.js";
-import { requestHead, upstreamRequestHeaders } from "./forwarding.js";
-import { refusal } from "./http-forwarder.js";
+import type { DataPlane } from "./data-plane.js";
+import { requestHead } from "./forwarding.js";
+import { refusal, upstreamHeadersFor } from "./http-forwarder.js";
 import { badGateway, writeRawProblem } from "./proxy-problem.js";
 import type { ServedRoute } from "./route-index.js";
 import { openTunnel } from "./tunnel.js";
+import { dialUpstream } from "./upstream-dial.js";
 
 const STATUS_LINE = /^HTTP\/1\.[01] (\d{3})/;
 
@@ -42,7 +42,7 @@ export function handleUpgrade(
         writeRawProblem(socket, refusal(decision));
         return;
       }
-      connect(plane, served, req, socket, head, decision, new Set());
+      connect(plane, served, req, socket, head, decision);
     },
     () => {
       plane.metrics.request("ws", 503);
@@ -58,50 +58,11 @@ function connect(
   socket: Duplex,
   head: Buffer,
   decision: Extract<AccessDecision, { allowed: true }>,
-  tried: Set<Upstream>,
 ): void {
-  if (socket.destroyed) return;
-  const upstream = served.balancer.pick(Date.now(), tried);
-  if (upstream === undefined) {
-    plane.metrics.request("ws", 503);
-    writeRawProblem(socket, unavailable("No upstream of this route is available."));
-    return;
-  }
-  tried.add(upstream);
-  const headers = upstreamRequestHeaders(req.headers, {
-    peerAddress: req.socket.remoteAddress ?? "",
-    peerTrusted: plane.trusted(req.socket.remoteAddress ?? "", 0),
-    proto: plane.tls ? "https" : "http",
-    stripAuthorization: decision.stripAuthorization,
+  const headers = upstreamHeadersFor(plane, served, req, decision, {
     upgrade: String(req.headers.upgrade ?? "websocket"),
-    ...(decision.stripPermitCookie ? { permitCookie: served.permitCookie } : {}),
   });
-  const outgoing = net.connect({ host: upstream.host, port: upstream.port, noDelay: true });
-  outgoing.setTimeout(UPSTREAM_CONNECT_TIMEOUT_MS, () => {
-    const error: NodeJS.ErrnoException = new Error("upstream connect timed out");
-    error.code = "ETIMEDOUT";
-    outgoing.destroy(error);
-  });
-  const failBeforeConnect = (error: Error): void => {
-    plane.metrics.upstreamErrors.inc();
-    if (isRefusal(error)) {
-      served.balancer.markRefused(upstream, Date.now());
-      connect(plane, served, req, socket, head, decision, tried);
-      return;
-    }
-    plane.metrics.request("ws", 502);
-    writeRawProblem(socket, badGateway("The route's upstream did not answer."));
-  };
-  outgoing.once("error", failBeforeConnect);
-  const abandon = (): void => {
-    outgoing.destroy();
-  };
-  socket.once("close", abandon);
-  outgoing.once("connect", () => {
-    outgoing.setTimeout(0);
-    outgoing.off("error", failBeforeConnect);
-    socket.off("close", abandon);
-    served.balancer.markConnected(upstream);
+  const connected = (outgoing: net.Socket): void => {
     outgoing.write(requestHead(req.method ?? "GET", req.url ?? "/", headers));
     if (head.length > 0) outgoing.write(head);
     outgoing.once("data", (chunk: Buffer) => {
@@ -109,5 +70,14 @@ function connect(
       plane.metrics.request("ws", status === null ? 502 : Number(status[1]));
     });
     openTunnel(plane, served.route.id, "ws", socket, outgoing);
+  };
+  dialUpstream(plane, served, socket, connected, (why) => {
+    if (why === "no_upstream") {
+      plane.metrics.request("ws", 503);
+      writeRawProblem(socket, unavailable("No upstream of this route is available."));
+      return;
+    }
+    plane.metrics.request("ws", 502);
+    writeRawProblem(socket, badGateway("The route's upstream did not answer."));
   });
 }
