@@ -1,25 +1,11 @@
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { AccessTokenIssuer } from "../../src/access/issuer.js";
-import { createLogger } from "../../src/logger.js";
-import { parseProxySettings } from "../../src/proxy/settings.js";
-import { startProxyWorker, type ProxyWorker } from "../../src/proxy/worker.js";
-import { TOKENS, startHarness } from "../support/harness.js";
-import {
-  freePortRange,
-  removeDir,
-  startUpstreamApp,
-  untilConnected,
-  type UpstreamApp,
-} from "./support.js";
-
-interface RouteAnswer {
-  id: string;
-  url: string;
-}
+import type { RouteAnswer } from "../support/factories.js";
+import { startHarness } from "../support/harness.js";
+import { startUpstreamApp, type UpstreamApp } from "./support.js";
+import { startInProcessWorker, type InProcessWorker } from "./support/in-process-worker.js";
+import { createAppliedRoute } from "./support/routes.js";
 
 interface TokenAnswer {
   token: string;
@@ -30,45 +16,25 @@ interface TokenAnswer {
 const HOST = "127.0.0.4";
 let h: Awaited<ReturnType<typeof startHarness>>;
 let app: UpstreamApp;
-let worker: ProxyWorker;
-let dataDir: string;
+let w: InProcessWorker;
 
 beforeAll(async () => {
   h = await startHarness({ WORKER_LOST_AFTER_S: "3600" });
   app = await startUpstreamApp();
-  dataDir = mkdtempSync(path.join(tmpdir(), "appproxy-access-"));
-  const range = await freePortRange([HOST], 16);
-  const parsed = parseProxySettings({
-    COORDINATOR_URL: h.url,
-    REGISTRATION_TOKEN: TOKENS.registration,
-    WORKER_NAME: "w-access",
-    BIND_HOST: HOST,
-    PORT_RANGE: `${range[0]}:${range[1]}`,
-    OPS_PORT: "0",
-    DATA_DIR: dataDir,
-    DRAIN_S: "1",
-  });
-  if (!parsed.ok) throw new Error(parsed.problems.join("; "));
-  worker = await startProxyWorker(parsed.settings, { logger: createLogger("error", true) });
-  await untilConnected(worker);
+  w = await startInProcessWorker(h.url, { name: "w-access", host: HOST, ports: 16 });
 }, 60_000);
 
 afterAll(async () => {
-  await worker?.stop();
+  await w?.close();
   await app?.close();
   await h?.close();
-  removeDir(dataDir);
 });
 
-async function createRoute(body: Record<string, unknown> = {}): Promise<RouteAnswer> {
-  const answer = await h.manager.post<RouteAnswer>("/routes?wait=applied", {
-    session_id: "s-access",
-    app: "jupyter",
+function createRoute(body: Record<string, unknown> = {}): Promise<RouteAnswer> {
+  return createAppliedRoute(h.manager, {
     upstreams: [{ host: "127.0.0.1", port: app.httpPort, weight: 1 }],
     ...body,
   });
-  expect(answer.status).toBe(201);
-  return answer.body;
 }
 
 async function issueToken(routeId: string): Promise<TokenAnswer> {
@@ -191,7 +157,7 @@ describe("access to a route through the worker", () => {
   });
 
   it("counts refusals by reason on /metrics", async () => {
-    const { port, address } = worker.addresses.ops;
+    const { port, address } = w.worker.addresses.ops;
     const metrics = await (await fetch(`http://${address}:${port}/metrics`)).text();
     expect(metrics).toMatch(/appproxy_worker_access_denied_total\{reason="missing_token"\} [1-9]/);
     expect(metrics).toMatch(/appproxy_worker_access_denied_total\{reason="client_ip"\} [1-9]/);

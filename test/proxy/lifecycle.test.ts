@@ -3,31 +3,20 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { createLogger } from "../../src/logger.js";
-import { parseProxySettings } from "../../src/proxy/settings.js";
-import { startProxyWorker, type ProxyWorker } from "../../src/proxy/worker.js";
-import {
-  TOKENS,
-  startHarness,
-  startInstance,
-  waitFor,
-  type TestInstance,
-} from "../support/harness.js";
+import { startHarness, startInstance, waitFor, type TestInstance } from "../support/harness.js";
 import {
   freePortRange,
   removeDir,
   spawnWorker,
   startUpstreamApp,
-  untilConnected,
   waitReady,
   type UpstreamApp,
 } from "./support.js";
+import { startInProcessWorker } from "./support/in-process-worker.js";
+import { createAppliedRoute } from "./support/routes.js";
+import type { RouteAnswer } from "../support/factories.js";
 
-interface RouteAnswer {
-  id: string;
-  url: string;
-  last_activity_at: string | null;
-}
+type LifecycleRoute = RouteAnswer & { last_activity_at: string | null };
 
 let h: Awaited<ReturnType<typeof startHarness>>;
 let app: UpstreamApp;
@@ -50,42 +39,15 @@ function tempDir(): string {
   return dir;
 }
 
-async function inProcessWorker(
-  name: string,
-  host: string,
-  coordinatorUrl: string,
-): Promise<ProxyWorker> {
-  const range = await freePortRange([host], 4);
-  const parsed = parseProxySettings({
-    COORDINATOR_URL: coordinatorUrl,
-    REGISTRATION_TOKEN: TOKENS.registration,
-    WORKER_NAME: name,
-    BIND_HOST: host,
-    PORT_RANGE: `${range[0]}:${range[1]}`,
-    OPS_PORT: "0",
-    DATA_DIR: tempDir(),
-    DRAIN_S: "1",
-  });
-  if (!parsed.ok) throw new Error(parsed.problems.join("; "));
-  const worker = await startProxyWorker(parsed.settings, {
-    logger: createLogger("error", true),
-    client: { activityIntervalMs: 50 },
-  });
-  // Bound is not yet registered: routes are placed on it once its stream is up.
-  await untilConnected(worker);
-  return worker;
-}
-
-async function createRoute(api: TestInstance, workerId: string | undefined): Promise<RouteAnswer> {
-  const answer = await api.manager.post<RouteAnswer>("/routes?wait=applied", {
-    session_id: "s-life",
-    app: "jupyter",
+async function createRoute(
+  api: TestInstance,
+  workerId: string | undefined,
+): Promise<LifecycleRoute> {
+  return (await createAppliedRoute(api.manager, {
     open_to_public: true,
     worker_id: workerId,
     upstreams: [{ host: "127.0.0.1", port: app.httpPort, weight: 1 }],
-  });
-  expect(answer.status).toBe(201);
-  return answer.body;
+  })) as LifecycleRoute;
 }
 
 async function openSocket(url: string): Promise<WebSocket> {
@@ -107,9 +69,9 @@ async function echo(socket: WebSocket, text: string): Promise<string> {
 
 describe("a worker while its table changes", () => {
   it("closes a deleted route's WebSocket within DRAIN_S and leaves the others alone", async () => {
-    const worker = await inProcessWorker("w-drain", "127.0.0.6", h.url);
+    const worker = await startInProcessWorker(h.url, { name: "w-drain", host: "127.0.0.6" });
     try {
-      const workerId = worker.status().workerId;
+      const workerId = worker.workerId;
       const doomed = await createRoute(h, workerId);
       const kept = await createRoute(h, workerId);
       const doomedSocket = await openSocket(doomed.url);
@@ -122,23 +84,24 @@ describe("a worker while its table changes", () => {
       expect(await echo(keptSocket, "untouched")).toBe("untouched");
       keptSocket.close();
     } finally {
-      await worker.stop();
+      await worker.close();
     }
   });
 
   it("reports routes that moved bytes as activity", async () => {
-    const worker = await inProcessWorker("w-activity", "127.0.0.7", h.url);
+    const worker = await startInProcessWorker(h.url, { name: "w-activity", host: "127.0.0.7" });
     try {
-      const route = await createRoute(h, worker.status().workerId);
+      const route = await createRoute(h, worker.workerId);
       expect(route.last_activity_at).toBeNull();
       expect((await fetch(route.url)).status).toBe(200);
       await waitFor(
-        async () => (await h.manager.get<RouteAnswer>(`/routes/${route.id}`)).body.last_activity_at,
+        async () =>
+          (await h.manager.get<LifecycleRoute>(`/routes/${route.id}`)).body.last_activity_at,
         10_000,
         "the route's activity to reach the coordinator",
       );
     } finally {
-      await worker.stop();
+      await worker.close();
     }
   });
 });

@@ -5,27 +5,15 @@ import path from "node:path";
 import type { TLSSocket } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { createLogger } from "../../src/logger.js";
-import { parseProxySettings } from "../../src/proxy/settings.js";
-import { startProxyWorker, type ProxyWorker } from "../../src/proxy/worker.js";
-import { TOKENS, startHarness } from "../support/harness.js";
-import {
-  freePortRange,
-  removeDir,
-  startUpstreamApp,
-  untilConnected,
-  type UpstreamApp,
-} from "./support.js";
+import type { RouteAnswer } from "../support/factories.js";
+import { startHarness } from "../support/harness.js";
+import { freePortRange, removeDir, startUpstreamApp, type UpstreamApp } from "./support.js";
+import { startInProcessWorker, type InProcessWorker } from "./support/in-process-worker.js";
+import { createAppliedRoute } from "./support/routes.js";
 
 const HOST = "127.0.0.5";
 const DOMAIN = "apps.test";
 const fixture = (name: string): string => path.join(import.meta.dirname, "fixtures", name);
-
-interface RouteAnswer {
-  id: string;
-  url: string;
-  subdomain: string;
-}
 
 interface Answer {
   status: number;
@@ -36,7 +24,7 @@ interface Answer {
 
 let h: Awaited<ReturnType<typeof startHarness>>;
 let app: UpstreamApp;
-let worker: ProxyWorker;
+let w: InProcessWorker;
 let dir: string;
 let trafficPort: number;
 
@@ -81,40 +69,35 @@ beforeAll(async () => {
   copyFileSync(fixture("wildcard-1.crt"), path.join(dir, "tls.crt"));
   copyFileSync(fixture("wildcard-1.key"), path.join(dir, "tls.key"));
   [trafficPort] = await freePortRange([HOST], 1);
-  const parsed = parseProxySettings({
-    COORDINATOR_URL: h.url,
-    REGISTRATION_TOKEN: TOKENS.registration,
-    WORKER_NAME: "w-wild",
-    BIND_HOST: HOST,
-    WILDCARD_DOMAIN: DOMAIN,
-    WILDCARD_TRAFFIC_PORT: String(trafficPort),
-    TLS_CERT_FILE: path.join(dir, "tls.crt"),
-    TLS_KEY_FILE: path.join(dir, "tls.key"),
-    OPS_PORT: "0",
-    DATA_DIR: path.join(dir, "data"),
+  w = await startInProcessWorker(h.url, {
+    name: "w-wild",
+    host: HOST,
+    ports: 0,
+    env: {
+      WILDCARD_DOMAIN: DOMAIN,
+      WILDCARD_TRAFFIC_PORT: String(trafficPort),
+      TLS_CERT_FILE: path.join(dir, "tls.crt"),
+      TLS_KEY_FILE: path.join(dir, "tls.key"),
+    },
   });
-  if (!parsed.ok) throw new Error(parsed.problems.join("; "));
-  worker = await startProxyWorker(parsed.settings, { logger: createLogger("error", true) });
-  await untilConnected(worker);
 }, 60_000);
 
 afterAll(async () => {
-  await worker?.stop();
+  await w?.close();
   await app?.close();
   await h?.close();
   removeDir(dir);
 });
 
-async function createRoute(body: Record<string, unknown> = {}): Promise<RouteAnswer> {
-  const answer = await h.manager.post<RouteAnswer>("/routes?wait=applied", {
-    session_id: "s-wild",
-    app: "jupyter",
+/** A route of the wildcard domain: it has a subdomain. */
+type WildcardRoute = RouteAnswer & { subdomain: string };
+
+async function createRoute(body: Record<string, unknown> = {}): Promise<WildcardRoute> {
+  return (await createAppliedRoute(h.manager, {
     open_to_public: true,
     upstreams: [{ host: "127.0.0.1", port: app.httpPort, weight: 1 }],
     ...body,
-  });
-  expect(answer.status).toBe(201);
-  return answer.body;
+  })) as WildcardRoute;
 }
 
 describe("a worker in wildcard mode with TLS", () => {
@@ -158,7 +141,7 @@ describe("a worker in wildcard mode with TLS", () => {
     });
     copyFileSync(fixture("wildcard-2.crt"), path.join(dir, "tls.crt"));
     copyFileSync(fixture("wildcard-2.key"), path.join(dir, "tls.key"));
-    worker.reloadTls();
+    w.worker.reloadTls();
     const after = await request(host, "/");
     expect(after.status).toBe(200);
     expect(after.fingerprint).not.toBe(before.fingerprint);

@@ -15,6 +15,16 @@ export async function workerIdOf(manager: Api, name: string): Promise<string> {
   ) as Promise<string>;
 }
 
+/** A route made of `body` (routeBody's defaults), answered once its worker serves it. */
+export async function createAppliedRoute(
+  manager: Api,
+  body: Record<string, unknown>,
+): Promise<RouteAnswer> {
+  const res = await manager.post<RouteAnswer>("/routes?wait=applied", routeBody(body));
+  expect(res.status, JSON.stringify(res.body)).toBe(201);
+  return res.body;
+}
+
 /**
  * An HTTP route on `port` of the worker to the app at `appPort`, answered once the worker serves
  * it (wait=applied). Open to the public unless `overrides` say otherwise.
@@ -26,16 +36,11 @@ export async function createRoute(
   appPort: number,
   overrides: Record<string, unknown> = {},
 ): Promise<RouteAnswer> {
-  const res = await manager.post<RouteAnswer>(
-    "/routes?wait=applied",
-    routeBody({
-      worker_id: workerId,
-      port,
-      upstreams: [{ host: "127.0.0.1", port: appPort, weight: 1 }],
-      open_to_public: true,
-      ...overrides,
-    }),
-  );
-  expect(res.status, JSON.stringify(res.body)).toBe(201);
-  return res.body;
+  return createAppliedRoute(manager, {
+    worker_id: workerId,
+    port,
+    upstreams: [{ host: "127.0.0.1", port: appPort, weight: 1 }],
+    open_to_public: true,
+    ...overrides,
+  });
 }
