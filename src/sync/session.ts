@@ -1,7 +1,7 @@
 import type { WebSocket } from "ws";
+import { DigestedTable } from "../client/digest.js";
 import type { RouteView } from "../routes/model.js";
 import { CloseCode, FrameError, MAX_BUFFERED_BYTES } from "./close-codes.js";
-import { workerDigest } from "./digest.js";
 import type { LoggedEntry } from "./changelog.js";
 import type { DiffFrame, OutboundFrame, SnapshotFrame } from "./frames.js";
 
@@ -17,7 +17,8 @@ export class WorkerSession {
   version = -1;
   /** False until the first snapshot or diff went out; changes wait until then. */
   ready = false;
-  readonly table = new Map<string, number>();
+  /** The worker's table as sent (route id → version), its digest kept in step. */
+  readonly table = new DigestedTable();
   /** The version of the last frame that changed the worker's table (not an empty diff). */
   changedAt = -1;
   /** The highest version the worker acknowledged on this stream. */
@@ -31,8 +32,6 @@ export class WorkerSession {
   /** Where in the empty-diff spread this worker falls (0–1), so the fleet's are not sent at once. */
   readonly advanceShare = Math.random();
   private readonly digests = new Map<number, string>();
-  /** The digest of `table` as it is now; undefined once the table changed. */
-  private digest: string | undefined;
   lastSeen = Date.now();
   missedPongs = 0;
   closed = false;
@@ -55,9 +54,7 @@ export class WorkerSession {
   ) {}
 
   snapshot(version: number, routes: RouteView[]): SnapshotFrame {
-    this.table.clear();
-    for (const r of routes) this.table.set(r.id, r.version);
-    this.digest = undefined;
+    this.table.reset(routes);
     this.changedAt = version;
     return {
       type: "snapshot",
@@ -76,10 +73,7 @@ export class WorkerSession {
     for (const r of upserts) this.table.set(r.id, r.version);
     for (const id of deletes) this.table.delete(id);
     const from = this.version;
-    if (upserts.length > 0 || deletes.length > 0) {
-      this.changedAt = to;
-      this.digest = undefined;
-    }
+    if (upserts.length > 0 || deletes.length > 0) this.changedAt = to;
     return { type: "diff", from, to, upserts, deletes, digest: this.advance(to) };
   }
 
@@ -89,9 +83,7 @@ export class WorkerSession {
    */
   resume(since: number, to: number, entries: LoggedEntry[], table: RouteView[]): DiffFrame {
     const { upserts, deletes } = lastChanges(entries, since);
-    this.table.clear();
-    for (const r of table) this.table.set(r.id, r.version);
-    this.digest = undefined;
+    this.table.reset(table);
     this.changedAt = to;
     return { type: "diff", from: since, to, upserts, deletes, digest: this.advance(to) };
   }
@@ -99,8 +91,8 @@ export class WorkerSession {
   private advance(version: number): string {
     this.version = version;
     this.ready = true;
-    // An empty diff leaves the table, and so its digest, as it was.
-    const digest = (this.digest ??= workerDigest(this.table));
+    // The table keeps its digest until it changes: an empty diff costs no hashing.
+    const digest = this.table.digest;
     this.digests.set(version, digest);
     if (this.digests.size > REMEMBERED_DIGESTS) {
       const oldest = this.digests.keys().next().value as number;

@@ -194,4 +194,58 @@ describe("RoutingTable", () => {
       expect(table.version).toBe(7);
     });
   });
+
+  describe("a run of random diffs", () => {
+    /** Ids whose UTF-16 and UTF-8 orders differ: a surrogate pair against U+E000–U+FFFF. */
+    const ids = ["a", "B", "z", "\u{1F600}x", "\uE000y", "\uFFFDz", "é", "00", "0", "\u{10000}"];
+
+    it("keeps the digest of the whole table, and a refused diff changes nothing", () => {
+      let seed = 7;
+      const random = (n: number): number => {
+        seed = (seed * 1103515245 + 12345) % 2 ** 31;
+        return seed % n;
+      };
+      const table = new RoutingTable();
+      const truth = new Map<string, Route>();
+      for (let version = 1; version <= 300; version++) {
+        const upserts: Route[] = [];
+        const deletes: string[] = [];
+        for (let k = random(4); k >= 0; k--) {
+          const id = ids[random(ids.length)]!;
+          if (random(3) === 0) deletes.push(id);
+          else upserts.push(makeRoute({ id, version }));
+        }
+        const expected = new Map(truth);
+        for (const id of deletes) expected.delete(id);
+        for (const route of upserts) expected.set(route.id, route);
+        const digest = tableDigest(expected.values());
+
+        if (random(5) === 0) {
+          const before = stateOf(table);
+          const refused = table.applyDiff({
+            from: table.version,
+            to: version,
+            upserts,
+            deletes,
+            digest: tableDigest([makeRoute({ id: "other", version })]),
+          });
+          expect(refused.applied).toBe(false);
+          expect(stateOf(table)).toEqual(before);
+          continue;
+        }
+        const outcome = table.applyDiff({
+          from: table.version,
+          to: version,
+          upserts,
+          deletes,
+          digest,
+        });
+        expect(outcome.applied).toBe(true);
+        truth.clear();
+        for (const [id, route] of expected) truth.set(id, route);
+        expect(table.digest).toBe(digest);
+        expect(table.size).toBe(truth.size);
+      }
+    });
+  });
 });

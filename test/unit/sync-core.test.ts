@@ -4,7 +4,7 @@ import type { WebSocket } from "ws";
 import { routeUrl } from "../../src/routes/model.js";
 import { isStorable, storable } from "../../src/shared/text.js";
 import { closeCodeLabel } from "../../src/sync/close-codes.js";
-import { workerDigest } from "../../src/sync/digest.js";
+import { DigestedTable } from "../../src/client/digest.js";
 import { parseInbound } from "../../src/sync/frames.js";
 import { closeReason, WorkerSession } from "../../src/sync/session.js";
 import type { LoggedEntry } from "../../src/sync/changelog.js";
@@ -14,17 +14,13 @@ const sha = (s: string) => createHash("sha256").update(s).digest("hex");
 const A = "00000000-0000-4000-8000-00000000000a";
 const B = "00000000-0000-4000-8000-00000000000b";
 
-describe("workerDigest", () => {
+describe("a session's table digest", () => {
   it("hashes sorted '<id> <version>' lines; the empty table hashes the empty string", () => {
-    expect(workerDigest(new Map())).toBe(sha(""));
-    expect(
-      workerDigest(
-        new Map([
-          [B, 7],
-          [A, 3],
-        ]),
-      ),
-    ).toBe(sha(`${A} 3\n${B} 7\n`));
+    const table = new DigestedTable();
+    expect(table.digest).toBe(sha(""));
+    table.set(B, 7);
+    table.set(A, 3);
+    expect(table.digest).toBe(sha(`${A} 3\n${B} 7\n`));
   });
 });
 
