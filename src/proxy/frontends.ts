@@ -67,9 +67,21 @@ export async function openFrontends(settings: ProxySettings, plane: DataPlane): 
     handleUpgrade(plane, req, socket, head);
   });
   const upgraded = new WeakSet<object>();
-  const httpSockets = new Set<net.Socket>();
+  // Each HTTP connection with its requests in progress. http.Server keeps such a list only for
+  // the connections its own listener accepts (it starts it on "listening"), so in port mode its
+  // closeIdleConnections() finds none: the drain asks this one which connections are idle. A
+  // connection whose request head has not fully arrived counts as idle.
+  const httpSockets = new Map<net.Socket, number>();
+  server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const socket = req.socket as net.Socket;
+    httpSockets.set(socket, (httpSockets.get(socket) ?? 0) + 1);
+    res.once("close", () => {
+      const requests = httpSockets.get(socket);
+      if (requests !== undefined) httpSockets.set(socket, requests - 1);
+    });
+  });
   server.on(tls === undefined ? "connection" : "secureConnection", (socket: net.Socket) => {
-    httpSockets.add(socket);
+    httpSockets.set(socket, 0);
     plane.metrics.connectionOpened("http");
     socket.once("close", () => {
       httpSockets.delete(socket);
@@ -115,15 +127,20 @@ export async function openFrontends(settings: ProxySettings, plane: DataPlane): 
       for (const listener of listeners) stopListening(listener);
     },
     drainHttp: async (timeoutMs) => {
-      server.closeIdleConnections();
       // Keep-alive connections that finish a request from now on are closed, not kept.
       server.keepAliveTimeout = 1;
+      const closeIdle = (): void => {
+        for (const [socket, requests] of httpSockets) {
+          if (requests === 0 && !upgraded.has(socket)) socket.destroy();
+        }
+      };
+      closeIdle();
       const deadline = Date.now() + timeoutMs;
       while (httpSockets.size > 0 && Date.now() < deadline) {
-        server.closeIdleConnections();
+        closeIdle();
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
-      for (const socket of httpSockets) socket.destroy();
+      for (const socket of httpSockets.keys()) socket.destroy();
     },
     reloadTls: () => {
       const fresh = readTls(settings);

@@ -107,7 +107,7 @@ async function echo(socket: WebSocket, text: string): Promise<string> {
 let h: Awaited<ReturnType<typeof startHarness>>;
 let app: UpstreamApp;
 let slow: SlowUpstream;
-let worker: WorkerProcess | undefined;
+const workers: WorkerProcess[] = [];
 
 beforeAll(async () => {
   h = await startHarness({ WORKER_LOST_AFTER_S: "3600" });
@@ -116,26 +116,37 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await worker?.kill();
-  if (worker) removeDir(worker.dataDir);
+  for (const worker of workers) {
+    await worker.kill();
+    removeDir(worker.dataDir);
+  }
   await slow?.close();
   await app?.close();
   await h?.close();
 });
 
+/** A worker process in port mode over two free ports of a loopback address of its own. */
+async function startWorker(
+  name: string,
+  drainS: number,
+): Promise<{ worker: WorkerProcess; workerId: string; host: string; first: number; last: number }> {
+  const host = loopbackAddress();
+  const [first, last] = await freePortRange([host], 2);
+  const worker = await spawnWorker({
+    COORDINATOR_URL: h.url,
+    WORKER_NAME: name,
+    BIND_HOST: host,
+    PORT_RANGE: `${first}:${last}`,
+    DRAIN_S: String(drainS),
+  });
+  workers.push(worker);
+  await waitReady(worker, 120_000);
+  return { worker, workerId: await workerIdOf(h.manager, name), host, first, last };
+}
+
 describe("a worker process on SIGTERM", () => {
   it("refuses new connections, finishes a slow request, closes a WebSocket within DRAIN_S", async () => {
-    const host = loopbackAddress();
-    const [first, last] = await freePortRange([host], 2);
-    worker = await spawnWorker({
-      COORDINATOR_URL: h.url,
-      WORKER_NAME: "w-sigterm",
-      BIND_HOST: host,
-      PORT_RANGE: `${first}:${last}`,
-      DRAIN_S: String(DRAIN_S),
-    });
-    await waitReady(worker, 120_000);
-    const workerId = await workerIdOf(h.manager, worker.name);
+    const { worker, workerId, host, first, last } = await startWorker("w-sigterm", DRAIN_S);
     await createRoute(h.manager, workerId, first, slow.port);
     await createRoute(h.manager, workerId, last, app.httpPort);
 
@@ -168,5 +179,38 @@ describe("a worker process on SIGTERM", () => {
       "the WebSocket to be closed within DRAIN_S",
     );
     expect(await exited).toBe(0);
+  });
+
+  it("closes idle keep-alive connections at once rather than after DRAIN_S", async () => {
+    // A long DRAIN_S: the worker has nothing in flight, so it must not wait for it.
+    const { worker, workerId, host, first } = await startWorker("w-idle-keepalive", 60);
+    await createRoute(h.manager, workerId, first, app.httpPort);
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const answered = await new Promise<number>((resolve, reject) => {
+        http
+          .get(`http://${host}:${first}/`, { agent }, (res) => {
+            res.resume();
+            res.on("end", () => resolve(res.statusCode ?? 0));
+          })
+          .on("error", reject);
+      });
+      expect(answered).toBe(200);
+      const idle = Object.values(agent.freeSockets).flat();
+      expect(idle).toHaveLength(1);
+      const idleClosed = new Promise<void>((resolve) => idle[0]!.once("close", () => resolve()));
+
+      let exitCode: number | null | undefined;
+      void worker.stop().then((code) => (exitCode = code));
+      await waitFor(
+        () => exitCode !== undefined,
+        15_000,
+        "the worker to exit with only an idle connection open",
+      );
+      expect(exitCode).toBe(0);
+      await idleClosed;
+    } finally {
+      agent.destroy();
+    }
   });
 });
