@@ -216,16 +216,19 @@ export async function applyTally(tx: Knex.Transaction, tally: WorkerTally): Prom
   if (!tally.empty) await runCall(tx, tally.statement());
 }
 
+/** A worker's free ports when it holds no routes: its whole range, one value whatever its size. */
+export const allPortsFree = (db: Db, range: [number, number] | null): Knex.Raw =>
+  range === null
+    ? db.raw("NULL::int4multirange")
+    : db.raw("int4multirange(int4range(?::int, ?::int, '[]'))", range);
+
 /** Makes the whole range free (the worker holds no routes when this runs); none in wildcard mode. */
 export async function resetFreePorts(
   tx: Knex.Transaction,
   workerId: string,
   range: [number, number] | null,
 ): Promise<void> {
-  await tx.raw(
-    `UPDATE workers SET free_port_ranges =
-       CASE WHEN ?::int IS NULL THEN NULL ELSE int4multirange(int4range(?::int, ?::int, '[]')) END
-     WHERE id = ?`,
-    [range?.[0] ?? null, range?.[0] ?? null, range?.[1] ?? null, workerId],
-  );
+  await tx("workers")
+    .where({ id: workerId })
+    .update({ free_port_ranges: allPortsFree(tx, range) });
 }

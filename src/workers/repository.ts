@@ -1,4 +1,5 @@
 import type { Knex } from "knex";
+import { allPortsFree } from "../placement/repository.js";
 import type { WorkerRow, WorkerStatus } from "./model.js";
 import type { Registration } from "./schema.js";
 
@@ -84,10 +85,7 @@ export async function insertWorker(
       id,
       name: r.name,
       ...registrationColumns(r),
-      // Every port of the range is free: one value, whatever the range's size.
-      free_port_ranges: r.port_range
-        ? tx.raw("int4multirange(int4range(?::int, ?::int, '[]'))", r.port_range)
-        : null,
+      free_port_ranges: allPortsFree(tx, r.port_range),
       status: "registered",
       liveness_since: now,
       registered_at: now,
