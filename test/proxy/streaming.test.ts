@@ -2,10 +2,11 @@
  * Bodies stream through the worker and back-pressure holds both ways (docs/worker.md): an
  * upstream sees an upload's first bytes before the client has sent the rest; a client that reads
  * nothing stalls a large answer at the upstream, and an upstream that reads nothing stalls a
- * large upload at the client, each after a few buffers' worth, never the whole body.
+ * large upload at the client, each after a few buffers' worth, never the whole body; a TCP
+ * tunnel whose ends read nothing stalls both senders alike.
  */
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import net, { type AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startHarness, waitFor } from "../support/harness.js";
 import { startInProcessWorker, type InProcessWorker } from "./support/in-process-worker.js";
@@ -54,15 +55,21 @@ class Writer {
   }
 }
 
-/** The app: `GET /flood` answers BODY_BYTES; `POST /first` answers at its body's first chunk. */
+/**
+ * The app: `GET /flood` answers BODY_BYTES; `POST /first` answers at its body's first chunk;
+ * `POST /hold` never reads its body. On `tcpPort`, each connection is flooded with BODY_BYTES and
+ * never read.
+ */
 interface StreamingApp {
   port: number;
+  tcpPort: number;
   flood?: Writer;
+  tcpFlood?: Writer;
   close(): Promise<void>;
 }
 
 async function startApp(): Promise<StreamingApp> {
-  const app: StreamingApp = { port: 0, close: async () => undefined };
+  const app: StreamingApp = { port: 0, tcpPort: 0, close: async () => undefined };
   const server = http.createServer((req, res) => {
     if (req.url === "/flood") {
       res.writeHead(200, { "content-type": "application/octet-stream" });
@@ -79,11 +86,25 @@ async function startApp(): Promise<StreamingApp> {
     // `/hold`: the upload is never read.
     req.pause();
   });
+  const tcp = net.createServer((socket) => {
+    socket.pause();
+    socket.on("error", () => undefined);
+    app.tcpFlood = new Writer(socket, BODY_BYTES);
+  });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) => tcp.listen(0, "127.0.0.1", resolve));
   app.port = (server.address() as AddressInfo).port;
+  app.tcpPort = (tcp.address() as AddressInfo).port;
+  const sockets = new Set<net.Socket>();
+  tcp.on("connection", (socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
   app.close = async () => {
     server.closeAllConnections();
+    for (const socket of sockets) socket.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
+    await new Promise<void>((resolve) => tcp.close(() => resolve()));
   };
   return app;
 }
@@ -178,6 +199,31 @@ describe("bodies through the worker", () => {
       expect(upload.written).toBeLessThan(BUFFERED_AT_MOST);
     } finally {
       req.destroy();
+    }
+  });
+
+  it("stalls a TCP tunnel both ways while neither end reads", async () => {
+    const route = await createRoute(h.manager, w.workerId, w.portRange[1], app.tcpPort, {
+      protocol: "tcp",
+    });
+    const socket = net.connect({ host: w.host, port: route.port ?? 0 });
+    socket.on("error", () => undefined);
+    socket.pause();
+    const upload = new Writer(socket, BODY_BYTES, false);
+    try {
+      const flood: Writer | undefined = await waitFor(
+        () => (app.tcpFlood?.stalled || app.tcpFlood?.finished ? app.tcpFlood : undefined),
+        30_000,
+        "the upstream's flood to stall or finish",
+      );
+      if (flood === undefined) throw new Error("the upstream took no connection");
+      await waitFor(() => upload.stalled || upload.finished, 30_000, "the client to stall");
+      expect(flood.finished, "the upstream sent everything: nothing held it back").toBe(false);
+      expect(upload.finished, "the client sent everything: nothing held it back").toBe(false);
+      expect(flood.written).toBeLessThan(BUFFERED_AT_MOST);
+      expect(upload.written).toBeLessThan(BUFFERED_AT_MOST);
+    } finally {
+      socket.destroy();
     }
   });
 });
