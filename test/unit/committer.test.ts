@@ -108,6 +108,38 @@ describe("the committer's scripted changes", () => {
     expect(await notes()).toContain("c2");
   });
 
+  it("read more while a run asks for it, in the same transaction, and plan on every row", async () => {
+    const seen: unknown[][] = [];
+    const asked: string[] = [];
+    const run: Scripted<Note, string> = {
+      key: "probe.more",
+      input: { id: "e1", text: "e1", fail: false },
+      start: () => {
+        let version = 0;
+        return {
+          reads: () => ["SELECT 1 AS n"],
+          more: (rows: Row[][]) => {
+            asked.push(rows.map((r) => r[0]!.n).join(","));
+            return rows.length < 3 ? [sql`SELECT ${rows.length + 1}::int AS n`] : [];
+          },
+          plan: (rows: Row[][], ctx: PlanContext) => {
+            seen.push(rows.map((r) => r[0]!.n));
+            version = ctx.takeVersion();
+            ctx.record(version, { workerId: WORKER, routeId: uuidOf("e1"), op: "delete" });
+          },
+          writes: () => [sql`INSERT INTO probe_notes VALUES ('e1', 'e1')`],
+          results: (): Array<RunResult<string>> => [{ ok: true, value: "e1", version }],
+        };
+      },
+    };
+    const { version, result } = await committer.submitScripted("probe", run);
+    expect(result).toBe("e1");
+    expect(asked).toEqual(["1", "1,2", "1,2,3"]);
+    expect(seen).toEqual([[1, 2, 3]]);
+    expect(version).toBeGreaterThan(0);
+    expect(await notes()).toContain("e1");
+  });
+
   it("name the committing instance in each commit's NOTIFY, and a bare head still reads", async () => {
     const heard: string[] = [];
     const listener = new NotificationListener(
