@@ -22,6 +22,18 @@ export interface Frontends {
 
 type TrafficServer = http.Server | https.Server;
 
+/** The status line's code and reason for what the parser refused, as Node's own answer has it. */
+function clientErrorStatus(error: NodeJS.ErrnoException): string {
+  switch (error.code) {
+    case "ERR_HTTP_REQUEST_TIMEOUT":
+      return "408 Request Timeout";
+    case "HPE_HEADER_OVERFLOW":
+      return "431 Request Header Fields Too Large";
+    default:
+      return "400 Bad Request";
+  }
+}
+
 function readTls(settings: ProxySettings): { cert: Buffer; key: Buffer } | undefined {
   if (settings.tls === null) return undefined;
   return { cert: readFileSync(settings.tls.certFile), key: readFileSync(settings.tls.keyFile) };
@@ -56,11 +68,27 @@ function stopListening(server: net.Server): void {
 export async function openFrontends(settings: ProxySettings, plane: DataPlane): Promise<Frontends> {
   const tls = readTls(settings);
   const onRequest: http.RequestListener = (req, res) => handleRequest(plane, req, res);
+  const headersTimeout = settings.headersTimeoutS * 1000;
+  const options: http.ServerOptions = {
+    headersTimeout,
+    // Long uploads and long polls are the app's business: no whole-request deadline.
+    requestTimeout: 0,
+    keepAliveTimeout: 65_000,
+    // How often slow clients are looked for: a client is cut between headersTimeout and this
+    // much later (Node's 30 s default would more than double a 20 s deadline).
+    connectionsCheckingInterval: Math.min(30_000, Math.max(250, headersTimeout / 4)),
+  };
   const server: TrafficServer =
-    tls === undefined ? http.createServer(onRequest) : https.createServer(tls, onRequest);
-  // Long uploads and long polls are the app's business: no whole-request deadline.
-  server.requestTimeout = 0;
-  server.keepAliveTimeout = 65_000;
+    tls === undefined
+      ? http.createServer(options, onRequest)
+      : https.createServer({ ...tls, ...options }, onRequest);
+  if (settings.frontendMode === "port") {
+    // In port mode the server never listens: each port's listener hands it connections. Node
+    // starts watching connections for headersTimeout (and knowing which are idle) on the
+    // server's "listening" event; without it a client sending its headers byte by byte would
+    // hold a connection for ever. Told here, as its own listener would. close() stops it.
+    server.emit("listening");
+  }
   server.on("upgrade", (req: http.IncomingMessage, socket, head: Buffer) => {
     upgraded.add(socket);
     plane.metrics.connectionClosed("http");
@@ -88,8 +116,9 @@ export async function openFrontends(settings: ProxySettings, plane: DataPlane): 
       if (!upgraded.has(socket)) plane.metrics.connectionClosed("http");
     });
   });
-  server.on("clientError", (_error, socket) => {
-    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
+  server.on("clientError", (error: NodeJS.ErrnoException, socket) => {
+    if (socket.writable)
+      socket.end(`HTTP/1.1 ${clientErrorStatus(error)}\r\nconnection: close\r\n\r\n`);
     socket.destroy();
   });
 
@@ -141,6 +170,8 @@ export async function openFrontends(settings: ProxySettings, plane: DataPlane): 
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
       for (const socket of httpSockets.keys()) socket.destroy();
+      // Port mode: stops the watch started with "listening" (the listeners are closed already).
+      if (!server.listening) server.close();
     },
     reloadTls: () => {
       const fresh = readTls(settings);

@@ -29,6 +29,8 @@ export interface ProxySettings {
   opsPort: number;
   trustedProxies: string[];
   drainS: number;
+  /** A client that has not sent a request's headers within this is answered 408 and closed. */
+  headersTimeoutS: number;
   dataDir: string;
   tls: { certFile: string; keyFile: string } | null;
   logLevel: string;
@@ -108,6 +110,11 @@ const schema = Joi.object({
     .max(3600)
     .default(30)
     .description("seconds departed routes' tunnels and a stopping worker's connections get"),
+  HTTP_HEADERS_TIMEOUT_S: Joi.number()
+    .min(1)
+    .max(3600)
+    .default(20)
+    .description("seconds a client gets to send a request's headers (then 408, closed)"),
   DATA_DIR: Joi.string().description(
     "keeps the worker token, access keys and last applied table (default data/worker-<name>)",
   ),
@@ -159,6 +166,7 @@ interface RawSettings {
   OPS_PORT: number;
   TRUSTED_PROXIES: string;
   DRAIN_S: number;
+  HTTP_HEADERS_TIMEOUT_S: number;
   DATA_DIR?: string;
   TLS_CERT_FILE?: string;
   TLS_KEY_FILE?: string;
@@ -247,6 +255,7 @@ export function parseProxySettings(
       opsPort: raw.OPS_PORT,
       trustedProxies,
       drainS: raw.DRAIN_S,
+      headersTimeoutS: raw.HTTP_HEADERS_TIMEOUT_S,
       dataDir: path.resolve(raw.DATA_DIR ?? path.join("data", `worker-${raw.WORKER_NAME}`)),
       tls,
       logLevel: raw.LOG_LEVEL,
