@@ -28,8 +28,11 @@ export interface ForwardingContext {
   upgrade?: string;
 }
 
+const NO_TOKENS: ReadonlySet<string> = new Set();
+
 /** Names listed in Connection: hop-by-hop for this message only. */
-function connectionTokens(value: string | string[] | undefined): Set<string> {
+function connectionTokens(value: string | string[] | undefined): ReadonlySet<string> {
+  if (value === undefined) return NO_TOKENS;
   const tokens = new Set<string>();
   const text = Array.isArray(value) ? value.join(",") : (value ?? "");
   for (const token of text.split(",")) {

@@ -95,21 +95,12 @@ export async function openFrontends(settings: ProxySettings, plane: DataPlane): 
     handleUpgrade(plane, req, socket, head);
   });
   const upgraded = new WeakSet<object>();
-  // Each HTTP connection with its requests in progress. http.Server keeps such a list only for
-  // the connections its own listener accepts (it starts it on "listening"), so in port mode its
-  // closeIdleConnections() finds none: the drain asks this one which connections are idle. A
-  // connection whose request head has not fully arrived counts as idle.
-  const httpSockets = new Map<net.Socket, number>();
-  server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
-    const socket = req.socket as net.Socket;
-    httpSockets.set(socket, (httpSockets.get(socket) ?? 0) + 1);
-    res.once("close", () => {
-      const requests = httpSockets.get(socket);
-      if (requests !== undefined) httpSockets.set(socket, requests - 1);
-    });
-  });
+  // Every open HTTP connection, for the drain's deadline. Which of them are idle, Node knows: it
+  // watches every connection of a listening server, and a port-mode server was told "listening"
+  // above, so closeIdleConnections() covers both modes.
+  const httpSockets = new Set<net.Socket>();
   server.on(tls === undefined ? "connection" : "secureConnection", (socket: net.Socket) => {
-    httpSockets.set(socket, 0);
+    httpSockets.add(socket);
     plane.metrics.connectionOpened("http");
     socket.once("close", () => {
       httpSockets.delete(socket);
@@ -158,18 +149,14 @@ export async function openFrontends(settings: ProxySettings, plane: DataPlane): 
     drainHttp: async (timeoutMs) => {
       // Keep-alive connections that finish a request from now on are closed, not kept.
       server.keepAliveTimeout = 1;
-      const closeIdle = (): void => {
-        for (const [socket, requests] of httpSockets) {
-          if (requests === 0 && !upgraded.has(socket)) socket.destroy();
-        }
-      };
-      closeIdle();
+      const open = (): net.Socket[] => [...httpSockets].filter((socket) => !upgraded.has(socket));
+      server.closeIdleConnections();
       const deadline = Date.now() + timeoutMs;
-      while (httpSockets.size > 0 && Date.now() < deadline) {
-        closeIdle();
+      while (open().length > 0 && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 50));
+        server.closeIdleConnections();
       }
-      for (const socket of httpSockets.keys()) socket.destroy();
+      for (const socket of open()) socket.destroy();
       // Port mode: stops the watch started with "listening" (the listeners are closed already).
       if (!server.listening) server.close();
     },

@@ -165,9 +165,15 @@ function forward(
 function account(plane: DataPlane, req: http.IncomingMessage, res: http.ServerResponse): void {
   plane.metrics.request("http", res.headersSent ? res.statusCode : 499);
   const socket = req.socket;
-  const mark = socketMarks.get(socket) ?? { read: 0, written: 0 };
   const read = socket.bytesRead;
   const written = socket.bytesWritten;
+  const mark = socketMarks.get(socket);
+  if (mark === undefined) {
+    plane.metrics.bytes(read, written);
+    socketMarks.set(socket, { read, written });
+    return;
+  }
   plane.metrics.bytes(read - mark.read, written - mark.written);
-  socketMarks.set(socket, { read, written });
+  mark.read = read;
+  mark.written = written;
 }
