@@ -27,7 +27,10 @@ export interface ProxyWorkerOptions {
   logger?: Logger;
   /** Checks access tokens; by default the client library's verifier over the coordinator's keys. */
   verifier?: RouteTokenVerifier;
-  /** Called when the coordinator refuses the registration for good (bad token, conflict). */
+  /**
+   * Called when the coordinator refuses the registration for good (bad token, conflict), or the
+   * control thread fails; never before startProxyWorker has resolved.
+   */
   onFatal?: (error: Error) => void;
   /** Client tuning for tests: reconnect delays, activity interval. */
   client?: { reconnectMinMs?: number; reconnectMaxMs?: number; activityIntervalMs?: number };
@@ -137,12 +140,17 @@ export async function startProxyWorker(
     verifier.clear();
   });
   link.on("warning", (message) => logger.warn("coordinator link", { error: message }));
+  let started = false;
+  let fatalBeforeStart: Error | undefined;
   link.on("stopped", (event) => {
     coordinatorConnected = false;
     metrics.coordinatorConnected.set(0);
     if (event.cause !== "stopped") {
       logger.error("worker client stopped", { cause: event.cause, error: event.error });
-      options.onFatal?.(new Error(event.error ?? `worker client stopped: ${event.cause}`));
+      const error = new Error(event.error ?? `worker client stopped: ${event.cause}`);
+      // Told only once startProxyWorker has answered: the caller's handler may use its answer.
+      if (started) options.onFatal?.(error);
+      else fatalBeforeStart = error;
     }
   });
 
@@ -203,6 +211,11 @@ export async function startProxyWorker(
     await ops.close();
   };
 
+  started = true;
+  if (fatalBeforeStart !== undefined) {
+    const error = fatalBeforeStart;
+    setImmediate(() => options.onFatal?.(error));
+  }
   return {
     addresses: { traffic: frontends.addresses, ops: ops.address },
     status: () => ({ ...readiness(), workerId, routes: index.byId.size }),

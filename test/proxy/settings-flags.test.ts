@@ -4,7 +4,9 @@
  * else an error with exit code 2, as `npm run worker` runs it.
  */
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   flagOf,
@@ -171,6 +173,29 @@ describe("npm run worker with flags", () => {
       const listed = await h.manager.get<{ items: Array<{ name: string }> }>("/workers");
       expect(listed.body.items.map((item) => item.name)).not.toContain("w-from-env");
       expect(await worker.stop()).toBe(0);
+    });
+
+    it("exits 1 with one error line when the coordinator refuses its registration token", async () => {
+      const host = loopbackAddress();
+      const [first, last] = await freePortRange([host], 2);
+      const dataDir = mkdtempSync(path.join(tmpdir(), "appproxy-refused-"));
+      try {
+        const run = await runWorker([], {
+          COORDINATOR_URL: h.url,
+          REGISTRATION_TOKEN: "not-a-registration-token",
+          WORKER_NAME: "w-refused",
+          BIND_HOST: host,
+          PORT_RANGE: `${first}:${last}`,
+          OPS_PORT: "0",
+          DRAIN_S: "0",
+          DATA_DIR: dataDir,
+        });
+        expect(run.code, run.stdout + run.stderr).toBe(1);
+        expect(run.stdout).toContain('"cause":"registration_refused"');
+        expect(run.stderr).not.toMatch(/Error|at /);
+      } finally {
+        removeDir(dataDir);
+      }
     });
   });
 });
