@@ -6,7 +6,7 @@ import { spawn } from "node:child_process";
 import readline from "node:readline";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
-import WebSocket from "ws";
+import { evaluateAfterGc } from "../test/support/devtools.js";
 import { deferCleanup } from "./cleanup.js";
 import {
   BENCH_TOKENS,
@@ -130,45 +130,14 @@ export interface ProcessMemory {
  * happened to be waiting for the next collection.
  */
 export async function memoryAfterGc(inspectPort: number): Promise<ProcessMemory> {
-  const res = await fetch(`http://127.0.0.1:${inspectPort}/json/list`);
-  const targets = (await res.json()) as Array<{ webSocketDebuggerUrl: string }>;
-  const socket = new WebSocket(targets[0]!.webSocketDebuggerUrl, { perMessageDeflate: false });
-  await new Promise<void>((resolve, reject) => {
-    socket.once("open", () => resolve());
-    socket.once("error", reject);
-  });
-  let nextId = 1;
-  const call = (method: string, params: Record<string, unknown> = {}) =>
-    new Promise<unknown>((resolve, reject) => {
-      const id = nextId++;
-      const onMessage = (data: WebSocket.RawData) => {
-        const answer = JSON.parse(String(data)) as {
-          id?: number;
-          result?: unknown;
-          error?: unknown;
-        };
-        if (answer.id !== id) return;
-        socket.off("message", onMessage);
-        if (answer.error) reject(new Error(`${method}: ${JSON.stringify(answer.error)}`));
-        else resolve(answer.result);
-      };
-      socket.on("message", onMessage);
-      socket.send(JSON.stringify({ id, method, params }));
-    });
-  try {
-    await call("HeapProfiler.collectGarbage");
-    await sleep(500);
-    await call("HeapProfiler.collectGarbage");
-    await sleep(500);
-    const result = (await call("Runtime.evaluate", {
-      expression: "JSON.stringify(process.memoryUsage())",
-      returnByValue: true,
-    })) as { result: { value: string } };
-    const usage = JSON.parse(result.result.value) as ProcessMemory;
-    return { rss: usage.rss, heapUsed: usage.heapUsed, external: usage.external };
-  } finally {
-    socket.close();
-  }
+  const usage = JSON.parse(
+    await evaluateAfterGc<string>(
+      `http://127.0.0.1:${inspectPort}`,
+      "JSON.stringify(process.memoryUsage())",
+      500,
+    ),
+  ) as ProcessMemory;
+  return { rss: usage.rss, heapUsed: usage.heapUsed, external: usage.external };
 }
 
 /** A mutation through the API that must succeed; returns the parsed body and the version. */
