@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startHarness, startInstance } from "../support/harness.js";
+import { startHarness, startInstance, waitFor } from "../support/harness.js";
 import {
   freePortRange,
   removeDir,
@@ -232,11 +232,12 @@ describe("an inference endpoint through the worker", () => {
 
 /** Polls the worker's readiness body until it holds `version`. */
 async function waitForVersion(version: number): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const body = (await (await fetch(`${worker.opsUrl}/readyz`)).json()) as { version: number };
-    if (body.version >= version) return;
-    if (Date.now() > deadline) throw new Error(`worker never reached version ${version}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await waitFor(
+    async () => {
+      const body = (await (await fetch(`${worker.opsUrl}/readyz`)).json()) as { version: number };
+      return body.version >= version;
+    },
+    10_000,
+    `the worker to reach version ${version}`,
+  );
 }

@@ -7,6 +7,7 @@ import type { PlanContext, RunResult, Scripted } from "../../src/versioning/chan
 import { Committer } from "../../src/versioning/committer.js";
 import { createLogger } from "../../src/logger.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { waitFor } from "../support/harness.js";
 
 let testDb: TestDatabase;
 let db: Database;
@@ -153,7 +154,7 @@ describe("the committer's scripted changes", () => {
     try {
       const named = new Committer(db.knex, "instance-a");
       const { version } = await named.submitScripted("probe", note("d1", "d1"));
-      await waitFor(() => heard.length > 0);
+      await waitFor(() => heard.length > 0, 5000, "the commit's notice");
       expect(heard).toEqual([`${version} instance-a`]);
       expect(parseRoutingPayload(heard[0]!)).toEqual({ head: version, origin: "instance-a" });
       expect(parseRoutingPayload("17")).toEqual({ head: 17, origin: undefined });
@@ -163,12 +164,3 @@ describe("the committer's scripted changes", () => {
     }
   });
 });
-
-/** Polls `check` until it holds, failing after a deadline. */
-async function waitFor(check: () => boolean, deadlineMs = 5000): Promise<void> {
-  const until = Date.now() + deadlineMs;
-  while (!check()) {
-    if (Date.now() > until) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
