@@ -77,14 +77,6 @@ export class DigestedTable {
     return this.#versions.has(id);
   }
 
-  get(id: string): number | undefined {
-    return this.#versions.get(id);
-  }
-
-  keys(): IterableIterator<string> {
-    return this.#versions.keys();
-  }
-
   set(id: string, version: number): void {
     const before = this.#versions.get(id);
     if (before === version) return;
