@@ -26,9 +26,14 @@ export function etcdVersion(): string | undefined {
   return /etcd Version:\s*(\S+)/.exec(probe.stdout)?.[1] ?? "unknown";
 }
 
+/** Installs etcd from Debian's packages where it is not on PATH. */
+export function ensureEtcd(): void {
+  if (etcdVersion() === undefined) ensureDebianPackage("/usr/bin/etcd", "etcd-server");
+}
+
 /** Starts etcd on two free loopback ports with a temporary data directory, removed at stop. */
 export async function startEtcd(): Promise<EtcdServer> {
-  if (etcdVersion() === undefined) ensureDebianPackage("/usr/bin/etcd", "etcd-server");
+  ensureEtcd();
   const version = etcdVersion();
   if (!version) {
     throw new Error(

@@ -18,7 +18,7 @@
 import { randomUUID } from "node:crypto";
 import os from "node:os";
 import { runBenchmark } from "./cleanup.js";
-import { etcdPut, etcdVersion, startEtcd } from "./etcd-baseline.js";
+import { ensureEtcd, etcdPut, etcdVersion, startEtcd } from "./etcd-baseline.js";
 import { startFleet, type Fleet, type WorkerRef } from "./fleet.js";
 import { runDatabaseComparison } from "./sync-databases.js";
 import { runIdleFleet } from "./sync-idle.js";
@@ -732,7 +732,9 @@ async function main() {
     .map((l) => l.toFixed(1))
     .join(" ");
   const clock = await clockCheck();
-  const etcdAvailable = process.env.BENCH_SKIP_ETCD !== "1" && etcdVersion() !== undefined;
+  const etcdAvailable = process.env.BENCH_SKIP_ETCD !== "1";
+  // Installed before the runs, so that its install does not load the machine during one.
+  if (etcdAvailable && etcdVersion() === undefined) ensureEtcd();
   const all: Array<[number, Record<"coordinator" | "ws" | "etcd", SystemResult>]> = [];
   for (const n of SIZES) {
     console.error(`N=${n}: coordinator…`);
@@ -743,7 +745,7 @@ async function main() {
     console.error(`N=${n}: etcd…`);
     const etcd: SystemResult = etcdAvailable
       ? await runEtcd(n)
-      : { error: "skipped (BENCH_SKIP_ETCD=1, or etcd not on PATH)" };
+      : { error: "skipped (BENCH_SKIP_ETCD=1)" };
     all.push([n, { coordinator, ws, etcd }]);
   }
   console.log(`\n## bench:sync on ${machine()}`);
