@@ -13,6 +13,7 @@ import {
   findExpiredRouteIds,
   findForgettable,
   findLostWithRoutes,
+  findReaperDue,
   findVanishedWorkers,
   markLostIfVanished,
   type VanishedRule,
@@ -88,7 +89,17 @@ export class Reaper {
       connectedStaleAfterS: Math.max(s.workerLostAfterS, 3 * s.heartbeatIntervalS),
       notBefore: s.startedAt,
     };
-    for (const w of await findVanishedWorkers(this.knex, now, rule, BATCH)) {
+    // Most runs find nothing to do: one read says so, and the run ends there.
+    const due = await findReaperDue(
+      this.knex,
+      now,
+      rule,
+      s.workerForgetAfterS,
+      s.changelogRetention,
+    );
+    if (!Object.values(due).some(Boolean)) return result;
+
+    for (const w of due.vanished ? await findVanishedWorkers(this.knex, now, rule, BATCH) : []) {
       // Decided again on the row as it is when written: it may have come back since the query
       // (registered again, or opened a stream on any instance), or come back as this runs.
       const marked = await this.committer.submit("workers.lost", (ctx) =>
@@ -98,6 +109,7 @@ export class Reaper {
     }
     if (result.lost.length > 0) this.logger.warn("workers lost", { workers: result.lost });
 
+    // Also workers this run just marked lost.
     for (const w of await findLostWithRoutes(this.knex, BATCH)) {
       const moved = await this.committer.submit("workers.failover", async (ctx) => {
         // Locked: a stream starting meanwhile makes it alive after its routes moved, not before.
@@ -109,7 +121,10 @@ export class Reaper {
       result.failedOver += moved.result;
     }
 
-    for (const w of await findForgettable(this.knex, now, s.workerForgetAfterS, BATCH)) {
+    const forgettable = due.forgettable
+      ? await findForgettable(this.knex, now, s.workerForgetAfterS, BATCH)
+      : [];
+    for (const w of forgettable) {
       // As DELETE /workers/{id}?force=true (routes move where they can, the rest go), only if
       // it is still the lost worker the query found: one that came back since is not forgotten.
       const forgotten = await this.workers.remove(
@@ -125,13 +140,13 @@ export class Reaper {
     if (result.forgotten.length > 0)
       this.logger.info("workers forgotten", { workers: result.forgotten });
 
-    const expired = await findExpiredRouteIds(this.knex, now, EXPIRY_BATCH);
+    const expired = due.expired ? await findExpiredRouteIds(this.knex, now, EXPIRY_BATCH) : [];
     if (expired.length > 0) {
       const removed = await this.routes.removeExpired(expired, now);
       result.expired = removed.result;
     }
 
-    result.trimmedThrough = await trimChangelog(this.committer, s.changelogRetention);
+    if (due.trim) result.trimmedThrough = await trimChangelog(this.committer, s.changelogRetention);
     result.stranded = await countStranded(this.knex);
     return result;
   }

@@ -72,6 +72,65 @@ export async function markLostIfVanished(
 }
 
 /** Lost workers that still hold routes: their routes are (still) to be moved. */
+/** Which parts of a reaper run have anything to do (see Reaper.runLocked). */
+export interface ReaperDue {
+  vanished: boolean;
+  lostWithRoutes: boolean;
+  forgettable: boolean;
+  expired: boolean;
+  trim: boolean;
+}
+
+/**
+ * Whether any worker is vanished, lost with routes or forgettable, any route expired, and the
+ * change log longer than `retention` versions: one statement, so that a run with nothing to do
+ * costs one round trip and writes nothing.
+ */
+export async function findReaperDue(
+  db: Db,
+  now: Date,
+  rule: VanishedRule,
+  forgetAfterS: number,
+  retention: number,
+): Promise<ReaperDue> {
+  const vanished = db("workers").select(db.raw("1"));
+  const anyVanished = whereVanished(vanished, now, rule);
+  const cutoff = new Date(now.getTime() - forgetAfterS * 1000);
+  const row = (await db
+    .select({
+      vanished: anyVanished ? db.raw("EXISTS ?", [vanished]) : db.raw("false"),
+      lost_with_routes: db.raw("EXISTS ?", [
+        db("workers").select(db.raw("1")).where({ status: "lost" }).andWhere("route_count", ">", 0),
+      ]),
+      forgettable: db.raw("EXISTS ?", [
+        db("workers")
+          .select(db.raw("1"))
+          .where({ status: "lost" })
+          .andWhere("lost_at", "<", cutoff),
+      ]),
+      expired: db.raw("EXISTS ?", [
+        db("routes")
+          .select(db.raw("1"))
+          .whereNotNull("expires_at")
+          .andWhere("expires_at", "<=", now),
+      ]),
+      trim: db.raw("EXISTS ?", [
+        db("routing_state")
+          .select(db.raw("1"))
+          .where({ id: 1 })
+          .andWhere(db.raw("version - changelog_floor > ?", [retention])),
+      ]),
+    })
+    .first()) as Record<keyof ReaperDue | "lost_with_routes", boolean>;
+  return {
+    vanished: row.vanished,
+    lostWithRoutes: row.lost_with_routes,
+    forgettable: row.forgettable,
+    expired: row.expired,
+    trim: row.trim,
+  };
+}
+
 export async function findLostWithRoutes(db: Db, limit: number): Promise<WorkerRow[]> {
   return (await db("workers")
     .where({ status: "lost" })

@@ -124,10 +124,36 @@ describe.skipIf(!onPostgres())("the reaper lock on PostgreSQL", () => {
     expect(skipped).toBeGreaterThan(0);
   });
 
+  it("ends a run with nothing to do without waiting for the routing lock", async () => {
+    // Nothing expired, lost or vanished and a short log: the run reads, acts on nothing, and a
+    // transaction holding the routing table's head row does not hold it up.
+    const operator = await testDb.open();
+    const blocker = await operator.knex.transaction();
+    try {
+      await blocker.raw("SELECT version FROM routing_state WHERE id = 1 FOR UPDATE");
+      const before = await outcomes();
+      let ended = false;
+      const run = a.coordinator.reaper.tick().finally(() => (ended = true));
+      await pollFor(async () => ended || undefined, 10_000, "the run to end");
+      await run;
+      expect((await outcomes()).a.acted - before.a.acted).toBe(1);
+    } finally {
+      await blocker.rollback();
+      await operator.close();
+    }
+  });
+
   it("while one instance's run is provably under way, every run of the other skips", async () => {
     // An operator's transaction holds the routing table's head row: a reaper run that got the
-    // lock stops at its first write and stays under way until the transaction ends.
+    // lock stops at its first write (removing an expired route) and stays under way until the
+    // transaction ends.
     const operator = await testDb.open();
+    const client = await clients.connect(a.admin, portRegistration("under-way"));
+    const { route } = await createRoute(a.manager, routeInput({ worker_id: client.workerId }));
+    await operator
+      .knex("routes")
+      .where({ id: route.id })
+      .update({ expires_at: new Date(Date.now() - 1000) });
     const blocker = await operator.knex.transaction();
     const settled = { a: false, b: false };
     let runA: Promise<void> | undefined;
@@ -162,6 +188,7 @@ describe.skipIf(!onPostgres())("the reaper lock on PostgreSQL", () => {
       await (holderKey === "a" ? runA : runB);
       const released = await outcomes();
       expect(released[holderKey].acted - before[holderKey].acted).toBe(1);
+      expect(await operator.knex("routes").where({ id: route.id }).first()).toBeUndefined();
       expect(released[refused].acted - before[refused].acted).toBe(0);
       // The lock ends with the run: the other instance acts at its next run.
       await other.coordinator.reaper.tick();
