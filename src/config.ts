@@ -35,6 +35,8 @@ export interface Config {
   readonly requestTimeoutS: number;
   /** A connection with no request under way (HTTP, not a stream) is closed after this long. */
   readonly idleTimeoutS: number;
+  /** How often the event-loop delay behind `nodejs_eventloop_lag_*` is sampled, in ms. */
+  readonly eventLoopResolutionMs: number;
 }
 
 const tokenList = Joi.string()
@@ -88,6 +90,7 @@ const schema = Joi.object({
   HTTP_HEADERS_TIMEOUT_S: Joi.number().integer().min(1).max(3600).default(20),
   HTTP_REQUEST_TIMEOUT_S: Joi.number().integer().min(1).max(3600).default(60),
   HTTP_IDLE_TIMEOUT_S: Joi.number().integer().min(1).max(3600).default(65),
+  EVENT_LOOP_RESOLUTION_MS: Joi.number().integer().min(1).max(1000).default(20),
 }).unknown(true);
 
 export class ConfigError extends Error {
@@ -153,6 +156,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     headersTimeoutS: v.HTTP_HEADERS_TIMEOUT_S as number,
     requestTimeoutS: v.HTTP_REQUEST_TIMEOUT_S as number,
     idleTimeoutS: v.HTTP_IDLE_TIMEOUT_S as number,
+    eventLoopResolutionMs: v.EVENT_LOOP_RESOLUTION_MS as number,
   });
 }
 

@@ -76,7 +76,7 @@ export async function startCoordinator(options: CoordinatorOptions): Promise<Coo
     },
     secrets.tokenSecret,
   );
-  const metrics = new Metrics(knex);
+  const metrics = new Metrics(knex, config.eventLoopResolutionMs);
   const committer = new Committer(knex, instanceId, metrics.stages);
   const watch = new PropagationWatch(knex, (error) =>
     logger.warn("wait=applied could not read acknowledgements; the wait goes on", {

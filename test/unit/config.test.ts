@@ -52,6 +52,16 @@ describe("loadConfig", () => {
     expect(() => loadConfig({ MAX_CONNECTIONS: "0" })).toThrow(/MAX_CONNECTIONS/);
   });
 
+  it("samples the event-loop delay every 20 ms unless told otherwise, 1 to 1000 ms", () => {
+    expect(loadConfig({}).eventLoopResolutionMs).toBe(20);
+    expect(loadConfig({ EVENT_LOOP_RESOLUTION_MS: "10" }).eventLoopResolutionMs).toBe(10);
+    for (const bad of ["0", "1001", "2.5", "often"]) {
+      expect(() => loadConfig({ EVENT_LOOP_RESOLUTION_MS: bad })).toThrow(
+        /EVENT_LOOP_RESOLUTION_MS/,
+      );
+    }
+  });
+
   it("splits token lists so that tokens can be rotated", () => {
     expect(
       loadConfig({ MANAGER_TOKENS: "aaaaaaaaaaaaaaaa,bbbbbbbbbbbbbbbb" }).managerTokens,
