@@ -3,10 +3,16 @@ import { presentRoute, type RouteView } from "../routes/model.js";
 import { findRoutesOfWorkers } from "../routes/repository.js";
 import { findWorkersByIds } from "../workers/repository.js";
 
-/** Which of `workerIds` still exist. */
-export async function existingWorkers(db: Knex, workerIds: string[]): Promise<Set<string>> {
-  const rows = (await db("workers").whereIn("id", workerIds).select("id")) as Array<{ id: string }>;
-  return new Set(rows.map((r) => r.id));
+/** Which of `workerIds` no longer exist (removed). */
+export async function missingWorkers(db: Knex, workerIds: string[]): Promise<string[]> {
+  // One array parameter and, almost always, no row back: the cost of a check that finds
+  // nothing stays small with the fleet's size.
+  const { rows } = await db.raw<{ rows: Array<{ id: string }> }>(
+    `SELECT u.id FROM unnest(?::uuid[]) AS u(id)
+      WHERE NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = u.id)`,
+    [workerIds],
+  );
+  return rows.map((r) => r.id);
 }
 
 /** When each of the workers' rows last changed (registration, drain, status), by id. */

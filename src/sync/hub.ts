@@ -5,7 +5,7 @@ import type { RouteView } from "../routes/model.js";
 import type { ChangeEntry } from "../versioning/change.js";
 import type { PropagationWatch } from "../versioning/propagation.js";
 import {
-  existingWorkers,
+  missingWorkers,
   readEntries,
   readHead,
   readWorkerView,
@@ -581,8 +581,7 @@ export class Hub {
     const ids = [...this.sessions.keys()];
     if (ids.length === 0 || this.stopped) return;
     try {
-      const present = await existingWorkers(this.knex, ids);
-      for (const id of ids) if (!present.has(id)) this.removed(id);
+      for (const id of await missingWorkers(this.knex, ids)) this.removed(id);
     } catch (error) {
       this.logger.warn("could not check for removed workers", { error: String(error) });
     }
