@@ -61,8 +61,12 @@ export class WorkerMetrics {
   readonly #bytesOut = this.#bytes.labels("out");
   readonly #requestChildren = new Map<string, Counter.Internal>();
 
-  constructor() {
-    collectDefaultMetrics({ register: this.registry });
+  /** `eventLoopResolutionMs`: as the coordinator's (see src/ops/metrics.ts). */
+  constructor(eventLoopResolutionMs = 20) {
+    collectDefaultMetrics({
+      register: this.registry,
+      eventLoopMonitoringPrecision: eventLoopResolutionMs,
+    });
     for (const protocol of ["http", "ws", "tcp"] as const)
       this.#connections.labels(protocol).set(0);
   }

@@ -31,6 +31,8 @@ export interface ProxySettings {
   drainS: number;
   /** A client that has not sent a request's headers within this is answered 408 and closed. */
   headersTimeoutS: number;
+  /** How often the event-loop delay of `nodejs_eventloop_lag_*` is sampled, in ms. */
+  eventLoopResolutionMs: number;
   dataDir: string;
   tls: { certFile: string; keyFile: string } | null;
   logLevel: string;
@@ -115,6 +117,12 @@ const schema = Joi.object({
     .max(3600)
     .default(20)
     .description("seconds a client gets to send a request's headers (then 408, closed)"),
+  EVENT_LOOP_RESOLUTION_MS: Joi.number()
+    .integer()
+    .min(1)
+    .max(1000)
+    .default(20)
+    .description("ms between samples of the event-loop delay in nodejs_eventloop_lag_*"),
   DATA_DIR: Joi.string().description(
     "keeps the worker token, access keys and last applied table (default data/worker-<name>)",
   ),
@@ -167,6 +175,7 @@ interface RawSettings {
   TRUSTED_PROXIES: string;
   DRAIN_S: number;
   HTTP_HEADERS_TIMEOUT_S: number;
+  EVENT_LOOP_RESOLUTION_MS: number;
   DATA_DIR?: string;
   TLS_CERT_FILE?: string;
   TLS_KEY_FILE?: string;
@@ -256,6 +265,7 @@ export function parseProxySettings(
       trustedProxies,
       drainS: raw.DRAIN_S,
       headersTimeoutS: raw.HTTP_HEADERS_TIMEOUT_S,
+      eventLoopResolutionMs: raw.EVENT_LOOP_RESOLUTION_MS,
       dataDir: path.resolve(raw.DATA_DIR ?? path.join("data", `worker-${raw.WORKER_NAME}`)),
       tls,
       logLevel: raw.LOG_LEVEL,

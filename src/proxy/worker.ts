@@ -65,7 +65,7 @@ export async function startProxyWorker(
   options: ProxyWorkerOptions = {},
 ): Promise<ProxyWorker> {
   const logger = options.logger ?? createLogger(settings.logLevel);
-  const metrics = new WorkerMetrics();
+  const metrics = new WorkerMetrics(settings.eventLoopResolutionMs);
   const tunnels = new TunnelRegistry();
   const prober = new HealthProber((upstream, healthy) =>
     logger.info("upstream health changed", {

@@ -93,6 +93,21 @@ describe("the worker's flags", () => {
     expect(parsed.settings.drainS).toBe(3);
   });
 
+  it("samples the event-loop delay every 20 ms unless told otherwise, 1 to 1000 ms", () => {
+    const env = { REGISTRATION_TOKEN: "t", WORKER_NAME: "w", PORT_RANGE: "1:2" };
+    const resolution = (value?: string) => {
+      const parsed = parseProxySettings(
+        value === undefined ? env : { ...env, EVENT_LOOP_RESOLUTION_MS: value },
+      );
+      return parsed.ok ? parsed.settings.eventLoopResolutionMs : parsed.problems.join("; ");
+    };
+    expect(resolution()).toBe(20);
+    expect(resolution("10")).toBe(10);
+    for (const bad of ["0", "1001", "often"]) {
+      expect(resolution(bad)).toMatch(/EVENT_LOOP_RESOLUTION_MS/);
+    }
+  });
+
   it("refuses unknown flags, stray arguments and missing values", () => {
     const problems = (argv: string[]) => {
       const parsed = parseSettingFlags(argv);
