@@ -71,7 +71,6 @@ export async function markLostIfVanished(
   return marked.length > 0;
 }
 
-/** Lost workers that still hold routes: their routes are (still) to be moved. */
 /** Which parts of a reaper run have anything to do (see Reaper.runLocked). */
 export interface ReaperDue {
   vanished: boolean;
@@ -131,6 +130,7 @@ export async function findReaperDue(
   };
 }
 
+/** Lost workers that still hold routes: their routes are (still) to be moved. */
 export async function findLostWithRoutes(db: Db, limit: number): Promise<WorkerRow[]> {
   return (await db("workers")
     .where({ status: "lost" })
