@@ -109,8 +109,12 @@ export class Reaper {
     }
     if (result.lost.length > 0) this.logger.warn("workers lost", { workers: result.lost });
 
-    // Also workers this run just marked lost.
-    for (const w of await findLostWithRoutes(this.knex, BATCH)) {
+    // Also the workers this run has just marked lost.
+    const failingOver =
+      due.lostWithRoutes || result.lost.length > 0
+        ? await findLostWithRoutes(this.knex, BATCH)
+        : [];
+    for (const w of failingOver) {
       const moved = await this.committer.submit("workers.failover", async (ctx) => {
         // Locked: a stream starting meanwhile makes it alive after its routes moved, not before.
         const current = await lockWorker(ctx.tx, w.id);

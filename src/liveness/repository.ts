@@ -80,10 +80,24 @@ export interface ReaperDue {
   trim: boolean;
 }
 
+/** Lost workers that still hold routes: their routes are (still) to be moved. */
+const lostWithRoutes = (db: Db) =>
+  db("workers").where({ status: "lost" }).andWhere("route_count", ">", 0);
+
+/** Workers lost for longer than `forgetAfterS`. */
+const forgettable = (db: Db, now: Date, forgetAfterS: number) =>
+  db("workers")
+    .where({ status: "lost" })
+    .andWhere("lost_at", "<", new Date(now.getTime() - forgetAfterS * 1000));
+
+/** Routes whose `expires_at` has passed. */
+const expiredRoutes = (db: Db, now: Date) =>
+  db("routes").whereNotNull("expires_at").andWhere("expires_at", "<=", now);
+
 /**
  * Whether any worker is vanished, lost with routes or forgettable, any route expired, and the
- * change log longer than `retention` versions: one statement, so that a run with nothing to do
- * costs one round trip and writes nothing.
+ * change log longer than `retention` versions (what trimChangelog trims): one statement, so that
+ * a run with nothing to do costs one round trip and writes nothing.
  */
 export async function findReaperDue(
   db: Db,
@@ -92,35 +106,24 @@ export async function findReaperDue(
   forgetAfterS: number,
   retention: number,
 ): Promise<ReaperDue> {
-  const vanished = db("workers").select(db.raw("1"));
-  const anyVanished = whereVanished(vanished, now, rule);
-  const cutoff = new Date(now.getTime() - forgetAfterS * 1000);
+  const exists = (q: Knex.QueryBuilder) => db.raw("EXISTS ?", [q.select(db.raw("1"))]);
+  const vanished = db("workers");
   const row = (await db
     .select({
-      vanished: anyVanished ? db.raw("EXISTS ?", [vanished]) : db.raw("false"),
-      lost_with_routes: db.raw("EXISTS ?", [
-        db("workers").select(db.raw("1")).where({ status: "lost" }).andWhere("route_count", ">", 0),
-      ]),
-      forgettable: db.raw("EXISTS ?", [
-        db("workers")
-          .select(db.raw("1"))
-          .where({ status: "lost" })
-          .andWhere("lost_at", "<", cutoff),
-      ]),
-      expired: db.raw("EXISTS ?", [
-        db("routes")
-          .select(db.raw("1"))
-          .whereNotNull("expires_at")
-          .andWhere("expires_at", "<=", now),
-      ]),
-      trim: db.raw("EXISTS ?", [
+      vanished: whereVanished(vanished, now, rule) ? exists(vanished) : db.raw("false"),
+      lost_with_routes: exists(lostWithRoutes(db)),
+      forgettable: exists(forgettable(db, now, forgetAfterS)),
+      expired: exists(expiredRoutes(db, now)),
+      trim: exists(
         db("routing_state")
-          .select(db.raw("1"))
           .where({ id: 1 })
           .andWhere(db.raw("version - changelog_floor > ?", [retention])),
-      ]),
+      ),
     })
-    .first()) as Record<keyof ReaperDue | "lost_with_routes", boolean>;
+    .first()) as Record<
+    "vanished" | "lost_with_routes" | "forgettable" | "expired" | "trim",
+    boolean
+  >;
   return {
     vanished: row.vanished,
     lostWithRoutes: row.lost_with_routes,
@@ -130,13 +133,8 @@ export async function findReaperDue(
   };
 }
 
-/** Lost workers that still hold routes: their routes are (still) to be moved. */
 export async function findLostWithRoutes(db: Db, limit: number): Promise<WorkerRow[]> {
-  return (await db("workers")
-    .where({ status: "lost" })
-    .andWhere("route_count", ">", 0)
-    .orderBy("lost_at")
-    .limit(limit)) as WorkerRow[];
+  return (await lostWithRoutes(db).orderBy("lost_at").limit(limit)) as WorkerRow[];
 }
 
 export async function findForgettable(
@@ -145,11 +143,7 @@ export async function findForgettable(
   forgetAfterS: number,
   limit: number,
 ): Promise<WorkerRow[]> {
-  const cutoff = new Date(now.getTime() - forgetAfterS * 1000);
-  return (await db("workers")
-    .where({ status: "lost" })
-    .andWhere("lost_at", "<", cutoff)
-    .limit(limit)) as WorkerRow[];
+  return (await forgettable(db, now, forgetAfterS).limit(limit)) as WorkerRow[];
 }
 
 export async function countStranded(db: Db): Promise<number> {
@@ -159,9 +153,7 @@ export async function countStranded(db: Db): Promise<number> {
 }
 
 export async function findExpiredRouteIds(db: Db, now: Date, limit: number): Promise<string[]> {
-  const rows = (await db("routes")
-    .whereNotNull("expires_at")
-    .andWhere("expires_at", "<=", now)
+  const rows = (await expiredRoutes(db, now)
     .orderBy("expires_at")
     .limit(limit)
     .select("id")) as Array<{ id: string }>;
